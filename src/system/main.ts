@@ -1,0 +1,132 @@
+/**
+ * The Asya system process: the admission webhook (every replica) and the controller (the
+ * leader only) in one process with one Prometheus registry. SIGTERM/SIGINT → graceful stop.
+ *
+ *   node --import ./scripts/register-ts.mjs src/system/main.ts
+ */
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { KubeConfig } from '@kubernetes/client-node'
+import { Registry, collectDefaultMetrics } from 'prom-client'
+import { errorMessage, isAsyaError } from '../errors.js'
+import { createLogger, type Logger } from '../logger.js'
+import { loadRuntimeScript, readControllerSettings, readControllerTransports } from '../controller/config.js'
+import { createController } from '../controller/setup.js'
+
+export interface SystemProcess {
+  registry: Registry
+  /** Address of the metrics/health listener. */
+  metricsUrl: string
+  isLeader(): boolean
+  stop(): Promise<void>
+}
+
+export interface StartOptions {
+  env?: NodeJS.ProcessEnv
+  kubeConfig?: KubeConfig
+  logger?: Logger
+}
+
+function parseAddr(addr: string): { host: string; port: number } {
+  const i = addr.lastIndexOf(':')
+  return { host: i > 0 ? addr.slice(0, i) : '0.0.0.0', port: Number(addr.slice(i + 1)) }
+}
+
+export async function startSystem(o: StartOptions = {}): Promise<SystemProcess> {
+  const env = o.env ?? process.env
+  const logger = o.logger ?? createLogger('asya-system', { level: env.ASYA_LOG_LEVEL })
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+  const systemNamespace = env.ASYA_SYSTEM_NAMESPACE ?? env.POD_NAMESPACE ?? 'asya-system'
+  const settings = readControllerSettings(env, systemNamespace)
+  const transports = readControllerTransports(env)
+
+  let leading = false
+  let controllerHandle: ReturnType<typeof createController> | undefined
+  if (settings.enabled) {
+    const kubeConfig = o.kubeConfig ?? new KubeConfig()
+    if (!o.kubeConfig) kubeConfig.loadFromDefault()
+    controllerHandle = createController({
+      kubeConfig,
+      transports,
+      settings,
+      runtimeScript: loadRuntimeScript(env.ASYA_RUNTIME_SCRIPT),
+      registry,
+      logger: logger.child({ component: 'controller' }),
+      onLeadershipChange: (l) => {
+        leading = l
+      },
+    })
+    controllerHandle.controller.start()
+  }
+
+  // TODO(webhook): start createWebhookServer(config, { logger, registry }) from webhook/server.ts
+  // here on every replica once it lands; it then serves /metrics and /healthz itself and this
+  // plain listener goes away.
+  const { host, port } = parseAddr(env.ASYA_METRICS_ADDR ?? ':8081')
+  const server: Server = createServer((req, res) => {
+    if (req.url === '/metrics') {
+      registry
+        .metrics()
+        .then((body) => {
+          res.writeHead(200, { 'content-type': registry.contentType })
+          res.end(body)
+        })
+        .catch((err: unknown) => {
+          res.writeHead(500)
+          res.end(errorMessage(err))
+        })
+      return
+    }
+    if (req.url === '/healthz' || req.url === '/readyz') {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ ok: true, leader: leading }))
+      return
+    }
+    res.writeHead(404)
+    res.end()
+  })
+  await new Promise<void>((resolve) => server.listen(port, host, resolve))
+  const a = server.address() as AddressInfo
+  logger.info({ metrics: `${a.address}:${a.port}`, controller: settings.enabled }, 'asya system process started')
+
+  let stopping: Promise<void> | undefined
+  return {
+    registry,
+    metricsUrl: `http://${a.address === '0.0.0.0' || a.address === '::' ? '127.0.0.1' : a.address}:${a.port}`,
+    isLeader: () => leading,
+    stop: () => {
+      stopping ??= (async () => {
+        await controllerHandle?.close()
+        server.closeAllConnections()
+        await new Promise<void>((r) => server.close(() => r()))
+        logger.info('asya system process stopped')
+      })()
+      return stopping
+    },
+  }
+}
+
+const isMain = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href
+if (isMain) {
+  const logger = createLogger('asya-system', { level: process.env.ASYA_LOG_LEVEL })
+  startSystem({ logger })
+    .then((sys) => {
+      const shutdown = (signal: string): void => {
+        logger.info({ signal }, 'shutting down')
+        sys.stop().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            logger.error({ err: errorMessage(err) }, 'shutdown failed')
+            process.exit(1)
+          },
+        )
+      }
+      process.once('SIGTERM', () => shutdown('SIGTERM'))
+      process.once('SIGINT', () => shutdown('SIGINT'))
+    })
+    .catch((err: unknown) => {
+      logger.fatal({ code: isAsyaError(err) ? err.code : undefined, err: errorMessage(err) }, 'asya system process failed to start')
+      process.exit(1)
+    })
+}

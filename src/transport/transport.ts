@@ -1,0 +1,110 @@
+/**
+ * The Transport interface: what the sidecar, the controller, the prober and the demo need from a
+ * message broker. Implementations: memory (local/dev/tests only), RabbitMQ, SQS. One conformance
+ * suite (test/transport/conformance.ts) runs against every implementation.
+ *
+ * Addressing is by *actor name*: actor `a` owns queue `asya-a` (see queueName()). Dead letters of
+ * `a` live in `asya-a-dlq`, which is addressable as the pseudo-actor `a-dlq` (queueName('a-dlq')
+ * === dlqName('a')), so tools can consume a DLQ like any queue.
+ */
+
+export type TransportName = 'memory' | 'rabbitmq' | 'sqs'
+
+/** Transport-level metadata (AMQP headers / SQS message attributes), never part of the envelope. */
+export type TransportHeaders = Record<string, string>
+
+/** Header names the transports write on retried and dead-lettered messages. */
+export const TRANSPORT_HEADERS = {
+  /** 1-based attempt number of the next delivery. */
+  attempt: 'x-asya-attempt',
+  /** Why the message was retried or dead-lettered. */
+  reason: 'x-asya-reason',
+  /** Last error message. */
+  error: 'x-asya-error',
+  /** Attempts made before dead-lettering. */
+  attempts: 'x-asya-attempts',
+  /** Actor whose queue dead-lettered the message. */
+  actor: 'x-asya-actor',
+} as const
+
+export interface DeadLetterInfo {
+  /** Machine-readable reason, e.g. `delivery_limit`, `parse_error`, `publish_failed`. */
+  reason: string
+  /** Last error message, if any. */
+  error?: string
+  /** Attempts made. @default the delivery's `attempt` */
+  attempts?: number
+}
+
+export interface RetryInfo {
+  reason: string
+  error?: string
+}
+
+/** One message handed to a consumer. Exactly one of ack/retry/deadLetter/release must be called. */
+export interface Delivery {
+  /** Actor whose queue this came from. */
+  readonly actor: string
+  readonly body: Buffer
+  readonly headers: TransportHeaders
+  /**
+   * 1-based delivery attempt as counted by the transport (attempt header carried by retry(),
+   * SQS ApproximateReceiveCount, broker redeliveries). Drives retry and delivery-limit decisions.
+   */
+  readonly attempt: number
+  /** The broker says this message may have been delivered before (e.g. after a connection loss). */
+  readonly redelivered: boolean
+  /** Removes the message for good. */
+  ack(): Promise<void>
+  /**
+   * Makes the message deliverable again after `delayMs` (> 0; never an immediate requeue), with
+   * `attempt + 1`. The original is removed only once the delayed copy is safely stored.
+   */
+  retry(delayMs: number, info: RetryInfo): Promise<void>
+  /** Moves the message to `asya-<actor>-dlq` (body unchanged, reason/error/attempts in headers). */
+  deadLetter(info: DeadLetterInfo): Promise<void>
+  /** Gives the message back at once without counting an attempt (prefetched but never started). */
+  release(): Promise<void>
+}
+
+export type DeliveryHandler = (delivery: Delivery) => void | Promise<void>
+
+export interface ConsumeOptions {
+  /** Maximum deliveries handed out and not yet settled. */
+  prefetch: number
+}
+
+export interface Subscription {
+  /** Stops new deliveries. Deliveries already handed out can still be settled. */
+  cancel(): Promise<void>
+}
+
+export interface PublishOptions {
+  headers?: TransportHeaders
+}
+
+export interface Transport {
+  readonly name: TransportName
+  /**
+   * Connects (retrying with backoff until it succeeds or close() is called). After a connection
+   * loss the transport reconnects by itself, re-declares what it owns and resumes consuming.
+   */
+  connect(): Promise<void>
+  /** True while connected (drives /readyz). */
+  isReady(): boolean
+  /** Idempotently ensures `asya-<actor>` exists, and `asya-<actor>-dlq` unless `deadLetterQueue` is false. */
+  ensureQueue(actor: string, options?: { deadLetterQueue?: boolean }): Promise<void>
+  /**
+   * Publishes to the queue of `actor`; resolves only when the broker has confirmed the message.
+   * Rejects with an AsyaError: ASYA_ERR_TRANSPORT_UNROUTABLE (no such queue),
+   * ASYA_ERR_TRANSPORT_PUBLISH, ASYA_ERR_TRANSPORT_CONNECTION, ASYA_ERR_PAYLOAD_TOO_LARGE.
+   */
+  publish(actor: string, body: Buffer, options?: PublishOptions): Promise<void>
+  consume(actor: string, handler: DeliveryHandler, options: ConsumeOptions): Promise<Subscription>
+  /** Messages ready in the queue of `actor` (not in flight). For tests, the prober and tools. */
+  messageCount(actor: string): Promise<number>
+  /** Deletes the queue of `actor` (tests and queue-retention `delete`). */
+  deleteQueue(actor: string): Promise<void>
+  /** Stops consuming and closes connections. Unsettled deliveries return to their queue. */
+  close(): Promise<void>
+}
