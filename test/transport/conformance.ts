@@ -1,0 +1,299 @@
+/**
+ * The one Transport conformance suite: the semantics the sidecar relies on, run unchanged against
+ * every implementation (memory, RabbitMQ, SQS). Each target's `create()` returns a new, connected
+ * transport on the same broker; every test uses fresh random actor names.
+ */
+import { randomBytes } from 'node:crypto'
+import t from 'tap'
+import { isAsyaError } from '../../src/errors.js'
+import { TRANSPORT_HEADERS, type Delivery, type Transport } from '../../src/transport/transport.js'
+
+export interface ConformanceTarget {
+  name: string
+  create(): Promise<Transport>
+  /** Called once after all tests (stop servers...). */
+  teardown?(): Promise<void>
+  /** Some brokers count a redelivery after a close differently; @default 2 */
+  attemptAfterCloseRedelivery?: number
+}
+
+export function randomActor(prefix = 'conf'): string {
+  return `${prefix}-${randomBytes(5).toString('hex')}`
+}
+
+/** Collects deliveries of one actor; `next()` awaits the next one. */
+export class Inbox {
+  private readonly items: Delivery[] = []
+  private waiters: Array<(d: Delivery) => void> = []
+  readonly seen: Delivery[] = []
+
+  push = (d: Delivery): void => {
+    this.seen.push(d)
+    const w = this.waiters.shift()
+    if (w) w(d)
+    else this.items.push(d)
+  }
+
+  next(timeoutMs = 20_000): Promise<Delivery> {
+    const d = this.items.shift()
+    if (d) return Promise.resolve(d)
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== done)
+        reject(new Error(`no delivery within ${timeoutMs} ms`))
+      }, timeoutMs)
+      const done = (x: Delivery): void => {
+        clearTimeout(timer)
+        resolve(x)
+      }
+      this.waiters.push(done)
+    })
+  }
+
+  get pending(): number {
+    return this.items.length
+  }
+}
+
+async function waitFor(cond: () => Promise<boolean> | boolean, timeoutMs = 20_000, what = 'condition'): Promise<void> {
+  const end = Date.now() + timeoutMs
+  for (;;) {
+    if (await cond()) return
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+export function runTransportConformance(target: ConformanceTarget): void {
+  const open: Transport[] = []
+  const make = async (): Promise<Transport> => {
+    const tr = await target.create()
+    open.push(tr)
+    return tr
+  }
+  t.teardown(async () => {
+    for (const tr of open) await tr.close().catch(() => undefined)
+    await target.teardown?.()
+  })
+
+  t.test(`${target.name}: publish, consume, ack`, async (t) => {
+    const tr = await make()
+    const a = randomActor()
+    await tr.ensureQueue(a)
+    const body = Buffer.from(JSON.stringify({ hello: 'wörld ✓' }))
+    await tr.publish(a, body, { headers: { 'x-trace': 'abc' } })
+    const inbox = new Inbox()
+    const sub = await tr.consume(a, inbox.push, { prefetch: 1 })
+    const d = await inbox.next()
+    t.same(d.body, body, 'body unchanged, byte for byte')
+    t.equal(d.headers['x-trace'], 'abc', 'publish headers delivered')
+    t.equal(d.actor, a)
+    t.equal(d.attempt, 1, 'first attempt')
+    t.equal(d.redelivered, false)
+    await d.ack()
+    await sub.cancel()
+    await waitFor(async () => (await tr.messageCount(a)) === 0, 20_000, 'empty queue')
+    t.equal(await tr.messageCount(a), 0, 'acked message is gone')
+    await tr.deleteQueue(a)
+    await tr.deleteQueue(`${a}-dlq`)
+  })
+
+  t.test(`${target.name}: publish to a missing queue is an error, never a silent drop`, async (t) => {
+    const tr = await make()
+    const err = await tr.publish(randomActor('missing'), Buffer.from('{}')).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    t.ok(isAsyaError(err, 'ASYA_ERR_TRANSPORT_UNROUTABLE'), `UNROUTABLE, got ${String(err)}`)
+  })
+
+  t.test(`${target.name}: prefetch bounds unsettled deliveries`, async (t) => {
+    const tr = await make()
+    const a = randomActor()
+    await tr.ensureQueue(a)
+    for (let i = 0; i < 5; i++) await tr.publish(a, Buffer.from(JSON.stringify({ i })))
+    const inbox = new Inbox()
+    const sub = await tr.consume(a, inbox.push, { prefetch: 2 })
+    const first = await inbox.next()
+    await inbox.next()
+    // Proving an absence needs a pause; long enough for a third delivery to show up if it could.
+    await new Promise((r) => setTimeout(r, 500))
+    t.equal(inbox.seen.length, 2, 'only `prefetch` deliveries outstanding')
+    await first.ack()
+    const third = await inbox.next()
+    t.ok(third, 'settling one frees a slot')
+    t.equal(inbox.seen.length, 3)
+    for (const d of inbox.seen.slice(1)) await d.ack()
+    for (let i = 0; i < 2; i++) await (await inbox.next()).ack()
+    t.equal(inbox.seen.length, 5, 'all five delivered once')
+    await sub.cancel()
+    await tr.deleteQueue(a)
+    await tr.deleteQueue(`${a}-dlq`)
+  })
+
+  t.test(`${target.name}: retry redelivers later with attempt + 1 and the reason`, async (t) => {
+    const tr = await make()
+    const a = randomActor()
+    await tr.ensureQueue(a)
+    await tr.publish(a, Buffer.from('{"x":1}'), { headers: { 'x-keep': 'me' } })
+    const inbox = new Inbox()
+    const sub = await tr.consume(a, inbox.push, { prefetch: 1 })
+    const d1 = await inbox.next()
+    t.equal(d1.attempt, 1)
+    const err = await d1.retry(0, { reason: 'x' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    t.ok(err, 'a zero delay (hot loop) is refused')
+    await d1.retry(200, { reason: 'runtime_error', error: 'boom' })
+    const d2 = await inbox.next()
+    t.equal(d2.attempt, 2, 'attempt counted')
+    t.equal(d2.headers[TRANSPORT_HEADERS.reason], 'runtime_error')
+    t.equal(d2.headers[TRANSPORT_HEADERS.error], 'boom')
+    t.equal(d2.headers['x-keep'], 'me', 'publisher headers survive a retry')
+    t.same(d2.body, Buffer.from('{"x":1}'))
+    await d2.retry(100, { reason: 'runtime_error' })
+    const d3 = await inbox.next()
+    t.equal(d3.attempt, 3)
+    await d3.ack()
+    await sub.cancel()
+    await tr.deleteQueue(a)
+    await tr.deleteQueue(`${a}-dlq`)
+  })
+
+  t.test(`${target.name}: deadLetter moves the body to <actor>-dlq with reason, error, attempts`, async (t) => {
+    const tr = await make()
+    const a = randomActor()
+    await tr.ensureQueue(a)
+    const body = Buffer.from('not json at all \u0000')
+    await tr.publish(a, body, { headers: { 'x-trace': 't1' } })
+    const inbox = new Inbox()
+    const sub = await tr.consume(a, inbox.push, { prefetch: 1 })
+    const d = await inbox.next()
+    await d.deadLetter({ reason: 'parse_error', error: 'Unexpected token', attempts: 1 })
+    await sub.cancel()
+    const dlq = new Inbox()
+    const dsub = await tr.consume(`${a}-dlq`, dlq.push, { prefetch: 1 })
+    const dl = await dlq.next()
+    t.same(dl.body, body, 'body unchanged')
+    t.equal(dl.headers[TRANSPORT_HEADERS.reason], 'parse_error')
+    t.equal(dl.headers[TRANSPORT_HEADERS.error], 'Unexpected token')
+    t.equal(dl.headers[TRANSPORT_HEADERS.attempts], '1')
+    t.equal(dl.headers[TRANSPORT_HEADERS.actor], a)
+    t.equal(dl.headers['x-trace'], 't1', 'original headers kept')
+    await dl.ack()
+    await dsub.cancel()
+    t.equal(await tr.messageCount(a), 0, 'nothing left in the source queue')
+    await tr.deleteQueue(a)
+    await tr.deleteQueue(`${a}-dlq`)
+  })
+
+  t.test(`${target.name}: close returns unsettled deliveries (redelivered, attempt counted)`, async (t) => {
+    const tr1 = await make()
+    const a = randomActor()
+    await tr1.ensureQueue(a)
+    await tr1.publish(a, Buffer.from('{"n":1}'))
+    const inbox1 = new Inbox()
+    await tr1.consume(a, inbox1.push, { prefetch: 1 })
+    await inbox1.next()
+    await tr1.close()
+    const tr2 = await make()
+    const inbox2 = new Inbox()
+    const sub = await tr2.consume(a, inbox2.push, { prefetch: 1 })
+    const d = await inbox2.next(60_000)
+    t.same(d.body, Buffer.from('{"n":1}'), 'message not lost')
+    t.equal(d.redelivered, true, 'marked redelivered')
+    t.equal(d.attempt, target.attemptAfterCloseRedelivery ?? 2, 'attempt counts the lost delivery')
+    await d.ack()
+    await sub.cancel()
+    await tr2.deleteQueue(a)
+    await tr2.deleteQueue(`${a}-dlq`)
+  })
+
+  t.test(`${target.name}: release gives the message back without counting an attempt`, async (t) => {
+    const tr = await make()
+    const a = randomActor()
+    await tr.ensureQueue(a)
+    await tr.publish(a, Buffer.from('{"r":1}'))
+    const inbox = new Inbox()
+    const sub = await tr.consume(a, inbox.push, { prefetch: 1 })
+    const d1 = await inbox.next()
+    await d1.release()
+    const d2 = await inbox.next()
+    t.same(d2.body, Buffer.from('{"r":1}'))
+    t.equal(d2.attempt, 1, 'release is not an attempt')
+    await d2.ack()
+    await sub.cancel()
+    await tr.deleteQueue(a)
+    await tr.deleteQueue(`${a}-dlq`)
+  })
+
+  t.test(`${target.name}: ensureQueue is idempotent; messageCount; deleteQueue`, async (t) => {
+    const tr = await make()
+    const a = randomActor()
+    await tr.ensureQueue(a)
+    await tr.ensureQueue(a)
+    for (let i = 0; i < 3; i++) await tr.publish(a, Buffer.from(`{"i":${i}}`))
+    await waitFor(async () => (await tr.messageCount(a)) === 3, 20_000, '3 ready messages')
+    t.equal(await tr.messageCount(a), 3)
+    await tr.deleteQueue(a)
+    await tr.deleteQueue(`${a}-dlq`)
+    const err = await tr.publish(a, Buffer.from('{}')).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    t.ok(isAsyaError(err, 'ASYA_ERR_TRANSPORT_UNROUTABLE'), 'deleted queue is unroutable')
+  })
+
+  t.test(`${target.name}: large binary-safe bodies (200 KB) and many messages in order of arrival`, async (t) => {
+    const tr = await make()
+    const a = randomActor()
+    await tr.ensureQueue(a)
+    const big = Buffer.from(JSON.stringify({ blob: randomBytes(100_000).toString('hex') }))
+    await tr.publish(a, big)
+    const n = 50
+    await Promise.all(Array.from({ length: n }, (_, i) => tr.publish(a, Buffer.from(`{"i":${i}}`))))
+    const inbox = new Inbox()
+    const sub = await tr.consume(a, inbox.push, { prefetch: 10 })
+    const got = new Set<string>()
+    let sawBig = false
+    for (let i = 0; i < n + 1; i++) {
+      const d = await inbox.next()
+      if (d.body.length === big.length) {
+        t.ok(d.body.equals(big), 'big body intact')
+        sawBig = true
+      } else got.add(d.body.toString())
+      await d.ack()
+    }
+    t.ok(sawBig)
+    t.equal(got.size, n, 'every message exactly once')
+    await sub.cancel()
+    await tr.deleteQueue(a)
+    await tr.deleteQueue(`${a}-dlq`)
+  })
+
+  t.test(`${target.name}: two consumers share a queue; each message goes to one`, async (t) => {
+    const tr1 = await make()
+    const tr2 = await make()
+    const a = randomActor()
+    await tr1.ensureQueue(a)
+    const inbox = new Inbox()
+    const s1 = await tr1.consume(a, inbox.push, { prefetch: 2 })
+    const s2 = await tr2.consume(a, inbox.push, { prefetch: 2 })
+    const n = 20
+    for (let i = 0; i < n; i++) await tr1.publish(a, Buffer.from(`{"i":${i}}`))
+    const got = new Set<string>()
+    for (let i = 0; i < n; i++) {
+      const d = await inbox.next()
+      got.add(d.body.toString())
+      await d.ack()
+    }
+    t.equal(got.size, n)
+    await new Promise((r) => setTimeout(r, 300))
+    t.equal(inbox.seen.length, n, 'no duplicates')
+    await s1.cancel()
+    await s2.cancel()
+    await tr1.deleteQueue(a)
+    await tr1.deleteQueue(`${a}-dlq`)
+  })
+}
