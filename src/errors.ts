@@ -28,6 +28,9 @@ export const ERROR_CATALOG = {
   ASYA_ERR_TRANSPORT_QUEUE_MISSING: 'the queue does not exist',
   ASYA_ERR_TRANSPORT_QUEUE_MISMATCH: 'an existing queue was declared with other arguments',
   ASYA_ERR_TRANSPORT_CREDENTIALS: 'the transport rejected the credentials',
+  // sidecar
+  ASYA_ERR_GATEWAY: 'the gateway rejected or did not answer an end-actor status report',
+  ASYA_ERR_SHUTDOWN_TIMEOUT: 'the SIGTERM drain did not finish within ASYA_SHUTDOWN_TIMEOUT',
   // webhook / controller
   ASYA_ERR_ADMISSION_BAD_REQUEST: 'the AdmissionReview request is malformed',
   ASYA_ERR_ADMISSION_INVALID_ANNOTATION: 'an asya.sh/* annotation has an invalid value',

@@ -218,6 +218,7 @@ export class MemoryTransport implements Transport {
         if (!settle()) return
         const headers: TransportHeaders = {
           ...msg.headers,
+          ...(info.headers ?? {}),
           [TRANSPORT_HEADERS.attempt]: String(delivery.attempt + 1),
           [TRANSPORT_HEADERS.reason]: info.reason,
         }

@@ -413,7 +413,7 @@ export class RabbitMqTransport implements Transport {
       retry: async (delayMs: number, info: RetryInfo) => {
         if (!(delayMs > 0)) throw new AsyaError('ASYA_ERR_CONFIG_INVALID', `retry delay must be > 0 ms, got ${delayMs}`)
         settleOnce()
-        const out: TransportHeaders = { ...headers, [TRANSPORT_HEADERS.attempt]: String(attempt + 1), [TRANSPORT_HEADERS.reason]: info.reason }
+        const out: TransportHeaders = { ...headers, ...(info.headers ?? {}), [TRANSPORT_HEADERS.attempt]: String(attempt + 1), [TRANSPORT_HEADERS.reason]: info.reason }
         if (info.error !== undefined) out[TRANSPORT_HEADERS.error] = info.error.slice(0, 1024)
         try {
           const tier = retryTierMs(delayMs)

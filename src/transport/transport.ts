@@ -39,6 +39,12 @@ export interface DeadLetterInfo {
 export interface RetryInfo {
   reason: string
   error?: string
+  /**
+   * Extra transport headers for the retried copy (the sidecar records which fan-out children were
+   * already confirmed, so a retry does not publish them twice). SQS: a retry with headers is a
+   * re-send with DelaySeconds plus a delete, since attributes of a message cannot be changed.
+   */
+  headers?: TransportHeaders
 }
 
 /** One message handed to a consumer. Exactly one of ack/retry/deadLetter/release must be called. */
