@@ -1,0 +1,134 @@
+/**
+ * A private RabbitMQ node for tests that stop and start the broker (restarting the shared broker
+ * would break every other test running at the same time). Same `rabbitmq-server` binary, its own
+ * node name, ports and data directory; durable queues and persistent messages survive restart()
+ * exactly as on a real broker restart.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, Socket, type AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { amqpUrl } from '../../src/transport/rabbitmq-transport.js'
+
+async function freePort(): Promise<number> {
+  const s = createServer()
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()))
+  const port = (s.address() as AddressInfo).port
+  await new Promise<void>((r) => s.close(() => r()))
+  return port
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = new Socket()
+    sock.setTimeout(500)
+    sock.once('connect', () => {
+      sock.destroy()
+      resolve(true)
+    })
+    sock.once('error', () => resolve(false))
+    sock.once('timeout', () => {
+      sock.destroy()
+      resolve(false)
+    })
+    sock.connect(port, '127.0.0.1')
+  })
+}
+
+export interface PrivateRabbit {
+  url: string
+  managementUrl: string
+  port: number
+  /** Stops the node (like a broker crash/restart) and waits until it is down. */
+  stop(): Promise<void>
+  start(): Promise<void>
+  restart(): Promise<void>
+  /** Force-closes every client connection (management API), like a network cut. */
+  closeAllConnections(): Promise<number>
+  /** Stops and removes the data directory. */
+  destroy(): Promise<void>
+}
+
+export async function startPrivateRabbit(): Promise<PrivateRabbit> {
+  const id = randomBytes(3).toString('hex')
+  const base = mkdtempSync(join(tmpdir(), `asya-rmq-${id}-`))
+  const port = await freePort()
+  const dist = await freePort()
+  const mgmt = await freePort()
+  const node = `asya-test-${id}@localhost`
+  // rabbitmq-server does not create its data and log directories itself.
+  mkdirSync(join(base, 'mnesia'), { recursive: true })
+  mkdirSync(join(base, 'log'), { recursive: true })
+  writeFileSync(join(base, 'enabled_plugins'), '[rabbitmq_management].\n')
+  writeFileSync(
+    join(base, 'rabbitmq.conf'),
+    [`listeners.tcp.default = 127.0.0.1:${port}`, `management.tcp.port = ${mgmt}`, `management.tcp.ip = 127.0.0.1`, 'loopback_users = none', 'log.console = false', ''].join('\n'),
+  )
+  // As root, the rabbitmq-server wrapper drops to the `rabbitmq` user: hand it the directory.
+  if (process.getuid?.() === 0) spawnSync('chown', ['-R', 'rabbitmq:rabbitmq', base], { stdio: 'ignore' })
+  const env = {
+    ...process.env,
+    RABBITMQ_NODENAME: node,
+    RABBITMQ_NODE_PORT: String(port),
+    RABBITMQ_DIST_PORT: String(dist),
+    RABBITMQ_MNESIA_BASE: join(base, 'mnesia'),
+    RABBITMQ_LOG_BASE: join(base, 'log'),
+    RABBITMQ_ENABLED_PLUGINS_FILE: join(base, 'enabled_plugins'),
+    RABBITMQ_CONFIG_FILE: join(base, 'rabbitmq.conf'),
+    RABBITMQ_PID_FILE: join(base, 'pid'),
+  }
+  let child: ChildProcess | undefined
+
+  const start = async (): Promise<void> => {
+    child = spawn('rabbitmq-server', [], { env, stdio: 'ignore', detached: true, cwd: base })
+    const end = Date.now() + 90_000
+    while (!(await portOpen(port))) {
+      if (Date.now() > end) throw new Error(`private RabbitMQ ${node} did not start`)
+      await new Promise((r) => setTimeout(r, 250))
+    }
+  }
+  const stop = async (): Promise<void> => {
+    spawnSync('rabbitmqctl', ['-n', node, 'stop'], { env, stdio: 'ignore', timeout: 60_000 })
+    const c = child
+    child = undefined
+    if (c && c.exitCode === null && c.pid) {
+      try {
+        process.kill(-c.pid, 'SIGKILL')
+      } catch {
+        /* already gone */
+      }
+    }
+    const end = Date.now() + 30_000
+    while (await portOpen(port)) {
+      if (Date.now() > end) throw new Error(`private RabbitMQ ${node} did not stop`)
+      await new Promise((r) => setTimeout(r, 200))
+    }
+  }
+  await start()
+  return {
+    url: amqpUrl({ host: '127.0.0.1', port }),
+    managementUrl: `http://127.0.0.1:${mgmt}`,
+    port,
+    start,
+    stop,
+    closeAllConnections: async () => {
+      const auth = 'Basic ' + Buffer.from('guest:guest').toString('base64')
+      const res = await fetch(`http://127.0.0.1:${mgmt}/api/connections`, { headers: { authorization: auth } })
+      const list = (await res.json()) as Array<{ name: string }>
+      for (const c of list) {
+        await fetch(`http://127.0.0.1:${mgmt}/api/connections/${encodeURIComponent(c.name)}`, { method: 'DELETE', headers: { authorization: auth } })
+      }
+      return list.length
+    },
+    restart: async () => {
+      await stop()
+      await start()
+    },
+    destroy: async () => {
+      await stop().catch(() => undefined)
+      rmSync(base, { recursive: true, force: true })
+    },
+  }
+}
