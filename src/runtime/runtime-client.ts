@@ -1,0 +1,199 @@
+/**
+ * Client of the runtime socket protocol (SPEC §4): one connection per request, frames of a 4-byte
+ * big-endian length + UTF-8 JSON. The deadline covers connect + write + read; every socket is
+ * destroyed on every path; failures map to ASYA_ERR_RUNTIME_* codes.
+ */
+import { access } from 'node:fs/promises'
+import { unlink } from 'node:fs/promises'
+import { connect, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { AsyaError, errorMessage } from '../errors.js'
+
+export interface RuntimeErrorDetails {
+  message: string
+  type: string
+  traceback: string
+  /** false when the handler marked the error non-retryable. */
+  retryable?: boolean
+  [k: string]: unknown
+}
+
+export interface RuntimeErrorItem {
+  /** processing_error, msg_parsing_error or connection_error. */
+  error: string
+  details: RuntimeErrorDetails
+}
+
+export interface RuntimeResultEnvelope {
+  payload: unknown
+  route: { actors: string[]; current: number; metadata?: Record<string, unknown> }
+  headers?: Record<string, unknown>
+  id?: string
+  parent_id?: string
+  [k: string]: unknown
+}
+
+export type RuntimeResponse = { kind: 'results'; results: RuntimeResultEnvelope[] } | { kind: 'error'; error: RuntimeErrorItem }
+
+export interface RuntimeClientOptions {
+  /** Directory of `asya-runtime.sock` and `runtime-ready`. */
+  socketDir: string
+  /** Deadline of one call (connect + write + read). @default 300000 */
+  timeoutMs?: number
+}
+
+export const SOCKET_FILE = 'asya-runtime.sock'
+export const READY_FILE = 'runtime-ready'
+
+export class RuntimeClient {
+  readonly socketPath: string
+  readonly readyFile: string
+  private readonly timeoutMs: number
+
+  constructor(o: RuntimeClientOptions) {
+    this.socketPath = join(o.socketDir, SOCKET_FILE)
+    this.readyFile = join(o.socketDir, READY_FILE)
+    this.timeoutMs = o.timeoutMs ?? 300_000
+  }
+
+  /** Sends one request; resolves with the parsed response or rejects with an AsyaError. */
+  call(request: Buffer | object, o: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<RuntimeResponse> {
+    const body = Buffer.isBuffer(request) ? request : Buffer.from(JSON.stringify(request), 'utf8')
+    const timeoutMs = o.timeoutMs ?? this.timeoutMs
+    return new Promise<RuntimeResponse>((resolve, reject) => {
+      let settled = false
+      let connected = false
+      const chunks: Buffer[] = []
+      let received = 0
+      let expected = -1
+      const sock: Socket = connect(this.socketPath)
+      const finish = (err: Error | undefined, value?: RuntimeResponse): void => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        o.signal?.removeEventListener('abort', onAbort)
+        sock.destroy()
+        if (err) reject(err)
+        else resolve(value as RuntimeResponse)
+      }
+      const timer = setTimeout(() => {
+        finish(new AsyaError('ASYA_ERR_RUNTIME_TIMEOUT', `runtime did not answer within ${timeoutMs} ms`, { details: { timeoutMs } }))
+      }, timeoutMs)
+      const onAbort = (): void => finish(new AsyaError('ASYA_ERR_RUNTIME_CONNECTION', 'runtime call aborted'))
+      if (o.signal?.aborted) return onAbort()
+      o.signal?.addEventListener('abort', onAbort, { once: true })
+
+      sock.on('connect', () => {
+        connected = true
+        const header = Buffer.allocUnsafe(4)
+        header.writeUInt32BE(body.length, 0)
+        sock.write(header)
+        sock.write(body)
+      })
+      sock.on('data', (chunk: Buffer) => {
+        chunks.push(chunk)
+        received += chunk.length
+        if (expected < 0 && received >= 4) {
+          const all = Buffer.concat(chunks)
+          chunks.length = 0
+          chunks.push(all)
+          expected = all.readUInt32BE(0)
+        }
+        if (expected >= 0 && received >= 4 + expected) {
+          const all = Buffer.concat(chunks)
+          try {
+            finish(undefined, parseResponse(all.subarray(4, 4 + expected)))
+          } catch (err) {
+            finish(err as Error)
+          }
+        }
+      })
+      sock.on('error', (err: NodeJS.ErrnoException) => {
+        if (!connected && (err.code === 'ENOENT' || err.code === 'ECONNREFUSED' || err.code === 'ENOTSOCK' || err.code === 'EACCES')) {
+          finish(new AsyaError('ASYA_ERR_RUNTIME_UNREACHABLE', `cannot dial the runtime at ${this.socketPath}: ${err.code}`, { cause: err }))
+        } else {
+          finish(new AsyaError('ASYA_ERR_RUNTIME_CONNECTION', `runtime connection failed: ${errorMessage(err)}`, { cause: err }))
+        }
+      })
+      sock.on('close', () => {
+        finish(new AsyaError('ASYA_ERR_RUNTIME_CONNECTION', `runtime closed the connection after ${received} of ${expected < 0 ? '?' : expected + 4} bytes`))
+      })
+    })
+  }
+
+  /** True when the ready file exists and the socket accepts a connection. */
+  async probe(): Promise<boolean> {
+    try {
+      await access(this.readyFile)
+    } catch {
+      return false
+    }
+    return new Promise<boolean>((resolve) => {
+      const sock = connect(this.socketPath)
+      const done = (ok: boolean): void => {
+        clearTimeout(timer)
+        sock.destroy()
+        resolve(ok)
+      }
+      const timer = setTimeout(() => done(false), 2000)
+      sock.once('connect', () => done(true))
+      sock.once('error', () => done(false))
+    })
+  }
+
+  /**
+   * Waits for the ready file and a successful test dial; a stale ready file of a crashed runtime
+   * fails the dial and is not believed. Rejects with ASYA_ERR_RUNTIME_NOT_READY on timeout.
+   */
+  async waitReady(timeoutMs: number, o: { signal?: AbortSignal } = {}): Promise<void> {
+    const end = Date.now() + timeoutMs
+    for (;;) {
+      if (o.signal?.aborted) throw o.signal.reason ?? new AsyaError('ASYA_ERR_RUNTIME_NOT_READY', 'aborted')
+      if (await this.probe()) return
+      if (Date.now() >= end) {
+        throw new AsyaError('ASYA_ERR_RUNTIME_NOT_READY', `runtime not ready within ${timeoutMs} ms (no ${this.readyFile} or ${this.socketPath} not accepting)`)
+      }
+      await new Promise((r) => setTimeout(r, 50))
+    }
+  }
+
+  /** Removes the ready file so liveness probes restart the runtime (SPEC §5, timeout recovery). */
+  async markUnhealthy(): Promise<void> {
+    await unlink(this.readyFile).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err
+    })
+  }
+}
+
+/** Validates a response frame: a JSON array of result envelopes, or one error item. */
+export function parseResponse(frame: Buffer): RuntimeResponse {
+  let value: unknown
+  try {
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(frame))
+  } catch (err) {
+    throw new AsyaError('ASYA_ERR_RUNTIME_BAD_RESPONSE', `runtime response is not UTF-8 JSON: ${errorMessage(err)}`)
+  }
+  if (!Array.isArray(value)) throw new AsyaError('ASYA_ERR_RUNTIME_BAD_RESPONSE', 'runtime response is not a JSON array')
+  const first = value[0] as Record<string, unknown> | undefined
+  if (value.length === 1 && first !== null && typeof first === 'object' && typeof first.error === 'string' && !('route' in first)) {
+    const d = first.details
+    if (d === null || typeof d !== 'object' || Array.isArray(d)) throw new AsyaError('ASYA_ERR_RUNTIME_BAD_RESPONSE', 'runtime error item has no details object')
+    const details = d as Record<string, unknown>
+    return {
+      kind: 'error',
+      error: {
+        error: first.error,
+        details: { ...details, message: String(details.message ?? ''), type: String(details.type ?? ''), traceback: String(details.traceback ?? '') },
+      },
+    }
+  }
+  for (const [i, r] of value.entries()) {
+    if (r === null || typeof r !== 'object' || Array.isArray(r)) throw new AsyaError('ASYA_ERR_RUNTIME_BAD_RESPONSE', `runtime result ${i} is not an object`)
+    const route = (r as Record<string, unknown>).route as Record<string, unknown> | undefined
+    if (route === null || typeof route !== 'object' || !Array.isArray(route.actors) || typeof route.current !== 'number') {
+      throw new AsyaError('ASYA_ERR_RUNTIME_BAD_RESPONSE', `runtime result ${i} has no valid route`)
+    }
+    if (!('payload' in (r as object))) throw new AsyaError('ASYA_ERR_RUNTIME_BAD_RESPONSE', `runtime result ${i} has no payload`)
+  }
+  return { kind: 'results', results: value as RuntimeResultEnvelope[] }
+}
