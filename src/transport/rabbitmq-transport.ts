@@ -100,6 +100,8 @@ export class RabbitMqTransport implements Transport {
   private connectedWaiters: Array<() => void> = []
   private readonly owned = new Map<string, boolean>() // actor -> with DLQ
   private readonly consumers = new Set<ConsumerRecord>()
+  /** Consumer channels still open (also of cancelled subscriptions, whose deliveries may settle). */
+  private readonly consumerChannels = new Set<Channel>()
   private readonly retryQueuesDeclaredAt = new Map<string, number>()
   private readonly returned = new Set<string>()
   private publishSeq = 0
@@ -336,8 +338,10 @@ export class RabbitMqTransport implements Transport {
     if (!conn || record.cancelled) return
     if (this.owned.has(record.actor)) await this.declareQueues(record.actor, this.owned.get(record.actor) ?? true)
     const ch = await conn.createChannel()
+    this.consumerChannels.add(ch)
     ch.on('error', (err: Error) => this.logger?.warn({ err: err.message, actor: record.actor }, 'RabbitMQ consumer channel error'))
     ch.on('close', () => {
+      this.consumerChannels.delete(ch)
       // Channel closed while the connection lives (queue deleted, consumer-side error):
       // subscribe again after a pause. A lost connection is handled by the reconnect loop.
       if (record.channel !== ch) return
@@ -533,10 +537,18 @@ export class RabbitMqTransport implements Transport {
     this.closeController.abort()
     this.connected = false
     for (const c of this.consumers) c.cancelled = true
+    const channels = [...this.consumerChannels]
+    this.consumerChannels.clear()
     this.consumers.clear()
     const conn = this.conn
     this.conn = undefined
+    const pub = this.pubChannel
     this.pubChannel = undefined
+    // Close channels first: amqplib writes connection-level frames ahead of queued channel
+    // frames, so a bare connection close can overtake acks still in the buffer (and the broker
+    // would requeue messages we settled). Channel close-ok comes after everything sent before it.
+    for (const ch of channels) await ch.close().catch(() => undefined)
+    if (pub) await pub.close().catch(() => undefined)
     for (const w of this.connectedWaiters) w()
     this.connectedWaiters = []
     // Closing the connection returns every unacked delivery to its queue.
