@@ -1,0 +1,94 @@
+/**
+ * Sidecar metrics (SPEC §5), names compatible with upstream Asya under ASYA_METRICS_NAMESPACE
+ * (default `asya_actor`). docs/metrics.md lists them with their labels.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800]
+const SIZE_BUCKETS = [128, 512, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216]
+
+export type MessageType = 'routed' | 'happy_end' | 'error_end'
+
+export class SidecarMetrics {
+  readonly registry: Registry
+  readonly received: Counter<'queue' | 'transport'>
+  readonly processed: Counter<'queue' | 'status'>
+  readonly sent: Counter<'destination_queue' | 'message_type'>
+  readonly failed: Counter<'queue' | 'reason'>
+  readonly processingDuration: Histogram<'queue'>
+  readonly runtimeDuration: Histogram<'queue'>
+  readonly receiveDuration: Histogram<'queue' | 'transport'>
+  readonly sendDuration: Histogram<'destination_queue' | 'transport'>
+  readonly envelopeSize: Histogram<'direction'>
+  readonly active: Gauge
+  readonly runtimeErrors: Counter<'queue' | 'error_type'>
+  readonly retries: Counter<'queue' | 'reason'>
+  readonly deadLettered: Counter<'queue' | 'reason'>
+  readonly gatewayReports: Counter<'result'>
+
+  constructor(namespace = 'asya_actor', registry = new Registry(), options: { defaultMetrics?: boolean } = {}) {
+    this.registry = registry
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: `${namespace}_process_` })
+    const n = (s: string): string => `${namespace}_${s}`
+    const registers = [registry]
+    this.received = new Counter({ name: n('messages_received_total'), help: 'Messages received from the queue', labelNames: ['queue', 'transport'], registers })
+    this.processed = new Counter({
+      name: n('messages_processed_total'),
+      help: 'Messages settled, by outcome (success, empty, error, retry, dead_lettered)',
+      labelNames: ['queue', 'status'],
+      registers,
+    })
+    this.sent = new Counter({
+      name: n('messages_sent_total'),
+      help: 'Envelopes published and confirmed, by destination and type (routed, happy_end, error_end)',
+      labelNames: ['destination_queue', 'message_type'],
+      registers,
+    })
+    this.failed = new Counter({ name: n('messages_failed_total'), help: 'Messages that failed, by reason', labelNames: ['queue', 'reason'], registers })
+    this.processingDuration = new Histogram({
+      name: n('processing_duration_seconds'),
+      help: 'From delivery to settlement (runtime call, publishes, ack)',
+      labelNames: ['queue'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    })
+    this.runtimeDuration = new Histogram({
+      name: n('runtime_execution_duration_seconds'),
+      help: 'Duration of one runtime call (socket round-trip including the handler)',
+      labelNames: ['queue'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    })
+    this.receiveDuration = new Histogram({
+      name: n('queue_receive_duration_seconds'),
+      help: 'Time a delivered message waited in the sidecar before processing started',
+      labelNames: ['queue', 'transport'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    })
+    this.sendDuration = new Histogram({
+      name: n('queue_send_duration_seconds'),
+      help: 'Publish until broker confirmation',
+      labelNames: ['destination_queue', 'transport'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    })
+    this.envelopeSize = new Histogram({
+      name: n('envelope_size_bytes'),
+      help: 'Envelope sizes, by direction (in, out)',
+      labelNames: ['direction'],
+      buckets: SIZE_BUCKETS,
+      registers,
+    })
+    this.active = new Gauge({ name: n('active_messages'), help: 'Messages being processed now', registers })
+    this.runtimeErrors = new Counter({
+      name: n('runtime_errors_total'),
+      help: 'Runtime failures, by type (processing_error, msg_parsing_error, connection_error, timeout, unreachable, bad_response)',
+      labelNames: ['queue', 'error_type'],
+      registers,
+    })
+    this.retries = new Counter({ name: n('retries_total'), help: 'Delayed retries scheduled, by reason', labelNames: ['queue', 'reason'], registers })
+    this.deadLettered = new Counter({ name: n('dead_lettered_total'), help: 'Messages moved to the DLQ, by reason', labelNames: ['queue', 'reason'], registers })
+    this.gatewayReports = new Counter({ name: n('gateway_reports_total'), help: 'End-actor status reports to the gateway, by result', labelNames: ['result'], registers })
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * Runs real actors for tests: a real asya_runtime.py process per actor (RuntimeProcess plays the
+ * kubelet: restarts it when it dies or its ready file goes) beside an in-process Sidecar, on a
+ * real transport. Names are random per test so concurrent test files never share queues.
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createLogger, type Logger } from '../../src/logger.js'
+import { RuntimeProcess } from '../../src/runtime/runtime-process.js'
+import type { Delivery, Transport } from '../../src/transport/transport.js'
+import { readSidecarConfig } from '../../sidecar/config.js'
+import type { SidecarEvent } from '../../sidecar/message-processor.js'
+import { Sidecar } from '../../sidecar/sidecar.js'
+import { RABBITMQ_URL } from './rabbitmq.js'
+
+export const SIDECAR_HANDLERS_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'sidecar', 'handlers')
+
+export function rand(): string {
+  return randomBytes(4).toString('hex')
+}
+
+/** Transport-related sidecar env for a test "world" (one exchange, own end actors). */
+export interface World {
+  transport: 'memory' | 'rabbitmq'
+  exchange: string
+  happyEnd: string
+  errorEnd: string
+  env: Record<string, string>
+}
+
+export function rabbitWorld(): World {
+  const id = rand()
+  const w = { transport: 'rabbitmq' as const, exchange: `asya-test-${id}`, happyEnd: `happy-${id}`, errorEnd: `error-${id}` }
+  return {
+    ...w,
+    env: {
+      ASYA_TRANSPORT: 'rabbitmq',
+      ASYA_RABBITMQ_URL: RABBITMQ_URL,
+      ASYA_RABBITMQ_EXCHANGE: w.exchange,
+      ASYA_ACTOR_HAPPY_END: w.happyEnd,
+      ASYA_ACTOR_ERROR_END: w.errorEnd,
+    },
+  }
+}
+
+export interface ActorOptions {
+  /** Actor name (make it unique per test). */
+  name: string
+  /** module.function or module.Class.method in test/sidecar/handlers. */
+  handler: string
+  mode?: 'payload' | 'envelope'
+  world: World
+  transport: Transport
+  /** Extra sidecar env (ASYA_MAX_RETRIES, ASYA_RUNTIME_TIMEOUT, ...). */
+  env?: Record<string, string>
+  onEvent?: (e: SidecarEvent) => void
+  logger?: Logger
+  pythonPath?: string[]
+}
+
+export interface TestActor {
+  name: string
+  sidecar: Sidecar
+  runtime: RuntimeProcess
+  socketDir: string
+  /** Drain the sidecar, stop the runtime, remove the socket dir. */
+  stop(): Promise<void>
+}
+
+export async function startActor(o: ActorOptions): Promise<TestActor> {
+  const socketDir = mkdtempSync(join(tmpdir(), `asya-t-${o.name.slice(0, 20)}-`))
+  const runtime = new RuntimeProcess({
+    handler: `sidecar_handlers.${o.handler}`,
+    mode: o.mode ?? 'payload',
+    socketDir,
+    pythonPath: [SIDECAR_HANDLERS_DIR, ...(o.pythonPath ?? [])],
+    env: { TEST_ACTOR_NAME: o.name, ASYA_LOG_LEVEL: 'WARNING' },
+    livenessIntervalMs: 100,
+  })
+  await runtime.start()
+  const config = readSidecarConfig({
+    ASYA_RUNTIME_TIMEOUT: '20s',
+    ASYA_RUNTIME_READY_TIMEOUT: '30s',
+    ASYA_SHUTDOWN_TIMEOUT: '20s',
+    ...o.world.env,
+    ...(o.env ?? {}),
+    ASYA_ACTOR_NAME: o.name,
+    ASYA_SOCKET_DIR: socketDir,
+  })
+  const logger = o.logger ?? createLogger('asya-sidecar', { level: process.env.ASYA_TEST_LOG_LEVEL ?? 'silent', bindings: { actor: o.name } })
+  const sidecar = new Sidecar({ config, transport: o.transport, logger, serveHttp: false, ...(o.onEvent ? { onEvent: o.onEvent } : {}) })
+  await sidecar.start()
+  return {
+    name: o.name,
+    sidecar,
+    runtime,
+    socketDir,
+    stop: async () => {
+      await sidecar.stop()
+      await runtime.stop()
+      rmSync(socketDir, { recursive: true, force: true })
+    },
+  }
+}
+
+/** Parsed envelope of a delivery. */
+export function json(d: Delivery): Record<string, any> {
+  return JSON.parse(d.body.toString('utf8')) as Record<string, any>
+}
+
+export function envelope(id: string, actors: string[], payload: unknown, extra: Record<string, unknown> = {}): Buffer {
+  return Buffer.from(JSON.stringify({ id, route: { actors, current: 0 }, payload, ...extra }))
+}
