@@ -12,11 +12,17 @@ import { errorMessage, isAsyaError } from '../errors.js'
 import { createLogger, type Logger } from '../logger.js'
 import { loadRuntimeScript, readControllerSettings, readControllerTransports } from '../controller/config.js'
 import { createController } from '../controller/setup.js'
+import { createWebhookServer, type WebhookServer } from '../../webhook/server.js'
+import { readWebhookConfig } from './config.js'
 
 export interface SystemProcess {
   registry: Registry
   /** Address of the metrics/health listener. */
   metricsUrl: string
+  /** The admission webhook (every replica), unless ASYA_WEBHOOK_ENABLED=false. */
+  webhook?: WebhookServer
+  /** https:// base URL of the webhook listener. */
+  webhookUrl?: string
   isLeader(): boolean
   stop(): Promise<void>
 }
@@ -40,6 +46,8 @@ export async function startSystem(o: StartOptions = {}): Promise<SystemProcess> 
   const systemNamespace = env.ASYA_SYSTEM_NAMESPACE ?? env.POD_NAMESPACE ?? 'asya-system'
   const settings = readControllerSettings(env, systemNamespace)
   const transports = readControllerTransports(env)
+  // Read before anything starts: a bad value must fail the start, not half-start the process.
+  const webhookConfig = readWebhookConfig({ ...env, ASYA_SYSTEM_NAMESPACE: systemNamespace })
 
   let leading = false
   let controllerHandle: ReturnType<typeof createController> | undefined
@@ -60,9 +68,21 @@ export async function startSystem(o: StartOptions = {}): Promise<SystemProcess> 
     controllerHandle.controller.start()
   }
 
-  // TODO(webhook): start createWebhookServer(config, { logger, registry }) from webhook/server.ts
-  // here on every replica once it lands; it then serves /metrics and /healthz itself and this
-  // plain listener goes away.
+  // The webhook runs on every replica (admission must not depend on who leads). It serves
+  // /healthz, /readyz and /metrics over HTTPS too; the plain listener below stays so Prometheus
+  // and probes work while no certificate is loaded yet.
+  let webhook: WebhookServer | undefined
+  let webhookUrl: string | undefined
+  if (webhookConfig.enabled) {
+    try {
+      webhook = await createWebhookServer(webhookConfig, { logger: logger.child({ component: 'webhook' }), registry })
+      webhookUrl = await webhook.listen()
+    } catch (err) {
+      await webhook?.close()
+      await controllerHandle?.close()
+      throw err
+    }
+  }
   const { host, port } = parseAddr(env.ASYA_METRICS_ADDR ?? ':8081')
   const server: Server = createServer((req, res) => {
     if (req.url === '/metrics') {
@@ -79,8 +99,10 @@ export async function startSystem(o: StartOptions = {}): Promise<SystemProcess> 
       return
     }
     if (req.url === '/healthz' || req.url === '/readyz') {
-      res.writeHead(200, { 'content-type': 'application/json' })
-      res.end(JSON.stringify({ ok: true, leader: leading }))
+      // Not ready while the webhook has no certificate: the webhook Service must not route here.
+      const ready = req.url === '/healthz' || webhook === undefined || webhook.isReady()
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ ok: ready, leader: leading, webhookReady: webhook?.isReady() ?? null }))
       return
     }
     res.writeHead(404)
@@ -88,15 +110,18 @@ export async function startSystem(o: StartOptions = {}): Promise<SystemProcess> 
   })
   await new Promise<void>((resolve) => server.listen(port, host, resolve))
   const a = server.address() as AddressInfo
-  logger.info({ metrics: `${a.address}:${a.port}`, controller: settings.enabled }, 'asya system process started')
+  logger.info({ metrics: `${a.address}:${a.port}`, controller: settings.enabled, webhook: webhookUrl ?? false }, 'asya system process started')
 
   let stopping: Promise<void> | undefined
   return {
     registry,
     metricsUrl: `http://${a.address === '0.0.0.0' || a.address === '::' ? '127.0.0.1' : a.address}:${a.port}`,
+    ...(webhook ? { webhook } : {}),
+    ...(webhookUrl !== undefined ? { webhookUrl } : {}),
     isLeader: () => leading,
     stop: () => {
       stopping ??= (async () => {
+        await webhook?.close()
         await controllerHandle?.close()
         server.closeAllConnections()
         await new Promise<void>((r) => server.close(() => r()))
