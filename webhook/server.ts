@@ -118,7 +118,6 @@ export async function createWebhookServer(config: WebhookConfig, deps: WebhookSe
     https: { minVersion: TLS_MIN_VERSION },
     bodyLimit: config.bodyLimit,
     logger: false,
-    disableRequestLogging: true,
     return503OnClosing: true,
   })
   // AdmissionReviews are JSON; anything else is a 415, not a body we try to make sense of.

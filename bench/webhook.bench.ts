@@ -1,0 +1,160 @@
+/**
+ * Webhook benchmark (issue 5): AdmissionReviews/s and latency over HTTPS (TLS 1.3, ECDSA P-256,
+ * keep-alive) with autocannon, for an actor pod (full injection + JSON Patch) and a non-actor pod
+ * (skipped), beside a baseline measured in the same run: a bare Fastify HTTPS route in the same
+ * process with the same certificate that parses the body and answers `allowed` without work.
+ * The servers run in a child process pinned to one core (taskset), autocannon on the other.
+ *
+ *   npm run bench -- webhook        (BENCH_DURATION=10 seconds per run, BENCH_CONNECTIONS=10)
+ */
+import { spawn } from 'node:child_process'
+import { existsSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import autocannon from 'autocannon'
+import Fastify from 'fastify'
+import { Registry } from 'prom-client'
+import { createLogger } from '../src/logger.js'
+import { generateCerts } from '../webhook/certs.js'
+import { createWebhookServer } from '../webhook/server.js'
+import { testConfig } from '../test/webhook/fixtures.js'
+
+const DURATION = Number(process.env.BENCH_DURATION ?? 10)
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10)
+const TARGET_RATE = 2000
+const log = (s: string): void => void process.stderr.write(`${s}\n`)
+
+function review(object: unknown): string {
+  return JSON.stringify({
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid: '705ab4f5-6393-11e8-b7cc-42010a800002',
+      kind: { group: '', version: 'v1', kind: 'Pod' },
+      resource: { group: '', version: 'v1', resource: 'pods' },
+      namespace: 'team-a',
+      operation: 'CREATE',
+      userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller' },
+      object,
+      dryRun: false,
+    },
+  })
+}
+
+function pod(labels: Record<string, string>, annotations: Record<string, string>): unknown {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      generateName: 'text-cleaner-7d9f8c6b5-',
+      namespace: 'team-a',
+      labels: { app: 'text-cleaner', 'pod-template-hash': '7d9f8c6b5', ...labels },
+      annotations,
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'text-cleaner-7d9f8c6b5', uid: '6f1c0d2e-1111-2222-3333-444455556666', controller: true, blockOwnerDeletion: true }],
+    },
+    spec: {
+      containers: [{ name: 'handler', image: 'python:3.12-slim', resources: { requests: { cpu: '100m', memory: '256Mi' } }, env: [{ name: 'MODEL', value: 'small' }] }],
+      restartPolicy: 'Always',
+      terminationGracePeriodSeconds: 30,
+      dnsPolicy: 'ClusterFirst',
+      serviceAccountName: 'default',
+    },
+  }
+}
+
+const actorBody = review(pod({ 'asya.sh/actor': 'text-cleaner' }, { 'asya.sh/handler': 'cleaner.clean', 'asya.sh/timeout': '120' }))
+const plainBody = review(pod({}, {}))
+
+/** Child mode: serve the webhook and the baseline on one core until stdin closes. */
+async function serve(certDir: string): Promise<void> {
+  const cert = join(certDir, 'tls.crt')
+  const key = join(certDir, 'tls.key')
+  const wh = await createWebhookServer(
+    { ...testConfig, enabled: true, systemNamespace: 'asya-system', host: '127.0.0.1', port: 0, tlsCertFile: cert, tlsKeyFile: key, tlsReloadIntervalMs: 60_000, bodyLimit: 8 * 1024 * 1024 },
+    { logger: createLogger('bench', { level: 'silent' }), registry: new Registry() },
+  )
+  const whUrl = await wh.listen()
+  const { readFileSync } = await import('node:fs')
+  const base = Fastify({ https: { cert: readFileSync(cert), key: readFileSync(key), minVersion: 'TLSv1.2' }, logger: false })
+  base.post('/mutate', async (req) => {
+    const uid = (req.body as { request?: { uid?: string } }).request?.uid ?? ''
+    return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid, allowed: true } }
+  })
+  const baseUrl = await base.listen({ host: '127.0.0.1', port: 0 })
+  process.stdout.write(JSON.stringify({ webhook: whUrl, baseline: baseUrl.replace('localhost', '127.0.0.1') }) + '\n')
+  process.stdin.resume()
+  process.stdin.on('end', () => {
+    void Promise.all([wh.close(), base.close()]).then(() => process.exit(0))
+  })
+}
+
+interface Run {
+  name: string
+  rps: number
+  p50: number
+  p90: number
+  p99: number
+  max: number
+  errors: number
+  non2xx: number
+  requests: number
+}
+
+async function cannon(name: string, url: string, body: string, overallRate?: number): Promise<Run> {
+  const r = await autocannon({
+    url: `${url}/mutate`,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body,
+    connections: CONNECTIONS,
+    duration: DURATION,
+    ...(overallRate !== undefined ? { overallRate } : {}),
+  })
+  const run = { name, rps: r.requests.average, p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, max: r.latency.max, errors: r.errors + r.timeouts, non2xx: r.non2xx, requests: r.requests.total }
+  log(`${name}: ${run.rps.toFixed(0)} req/s, p50 ${run.p50} ms, p99 ${run.p99} ms, errors ${run.errors}, non-2xx ${run.non2xx}`)
+  return run
+}
+
+if (process.argv[2] === '--serve') {
+  await serve(process.argv[3] as string)
+} else {
+  const dir = mkdtempSync(join(tmpdir(), 'asya-bench-wh-'))
+  await generateCerts({ dir, service: 'asya-webhook', namespace: 'asya-system', extraNames: ['IP:127.0.0.1'] })
+  const pin = existsSync('/usr/bin/taskset') ? ['taskset', '-c', '1'] : []
+  const argv = [...pin, process.execPath, '--import', './scripts/register-ts.mjs', 'bench/webhook.bench.ts', '--serve', dir]
+  const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] })
+  const first = await new Promise<string>((resolve) => createInterface({ input: child.stdout }).once('line', resolve))
+  const urls = JSON.parse(first) as { webhook: string; baseline: string }
+  log(`servers: ${first}`)
+
+  // Warm-up (JIT, TLS session setup) not recorded.
+  await autocannon({ url: `${urls.webhook}/mutate`, method: 'POST', headers: { 'content-type': 'application/json' }, body: actorBody, connections: CONNECTIONS, duration: 2 })
+  const runs: Run[] = []
+  runs.push(await cannon('baseline: bare Fastify HTTPS route, answers allowed', urls.baseline, actorBody))
+  runs.push(await cannon('webhook: actor pod (inject + JSON Patch)', urls.webhook, actorBody))
+  runs.push(await cannon('webhook: non-actor pod (skipped)', urls.webhook, plainBody))
+  runs.push(await cannon(`baseline at a fixed ${TARGET_RATE} req/s`, urls.baseline, actorBody, TARGET_RATE))
+  runs.push(await cannon(`webhook: actor pod at a fixed ${TARGET_RATE} req/s`, urls.webhook, actorBody, TARGET_RATE))
+  child.stdin.end()
+  await new Promise((r) => child.on('exit', r))
+
+  const fmt = (n: number): string => (Number.isInteger(n) ? String(n) : n.toFixed(2))
+  const atRate = runs[4] as Run
+  const lines = [
+    '## Admission webhook (HTTPS, autocannon)',
+    '',
+    `Method: \`npm run bench -- webhook\` (bench/webhook.bench.ts). The webhook (\`createWebhookServer\`, real config, metrics on) and the`,
+    'baseline (a bare Fastify HTTPS route that parses the AdmissionReview and answers `allowed` without work) run in one child',
+    `process pinned to one core; autocannon (${CONNECTIONS} keep-alive connections, ${DURATION} s per run, after a 2 s warm-up) on the other.`,
+    `TLS 1.3 with an ECDSA P-256 serving cert from webhook/certs.ts. AdmissionReview bodies: actor pod ${actorBody.length} B, non-actor pod ${plainBody.length} B.`,
+    '',
+    '| run | req/s | p50 ms | p90 ms | p99 ms | max ms | requests | errors / non-2xx |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    ...runs.map((r) => `| ${r.name} | ${fmt(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p90)} | ${fmt(r.p99)} | ${fmt(r.max)} | ${r.requests} | ${r.errors} / ${r.non2xx} |`),
+    '',
+    `Target (issue 5): p99 ≤ 5 ms at ${TARGET_RATE} req/s on one core — measured p99 ${fmt(atRate.p99)} ms at ${fmt(atRate.rps)} req/s: ${atRate.p99 <= 5 && atRate.rps >= TARGET_RATE * 0.95 ? '**met**' : '**not met**'}.`,
+    'autocannon reports latency in whole milliseconds at this scale, so p50 values of 0–1 ms are coarse.',
+  ]
+  process.stdout.write(lines.join('\n') + '\n')
+}
