@@ -1,0 +1,262 @@
+/**
+ * Pipeline benchmark (SPEC §12): 3 echo actors on RabbitMQ, N envelopes of 1 KB, one runtime
+ * process per actor, sidecars as real processes (compiled JS, as in the image). Beside it, in the
+ * same run: the raw relay limit (plain amqplib consume → publish persistent + confirm → ack, 3
+ * hops, prefetch 1/8/32, best taken) and the runtime-alone round-trip rate.
+ *
+ *   npm run bench -- pipeline          (BENCH_N=10000 by default)
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import amqp from 'amqplib'
+import { RuntimeClient } from '../src/runtime/runtime-client.js'
+import { RuntimeProcess } from '../src/runtime/runtime-process.js'
+import { RabbitMqTransport, amqpUrl } from '../src/transport/rabbitmq-transport.js'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const N = Number(process.env.BENCH_N ?? 10_000)
+const URL_ = process.env.ASYA_BENCH_RABBITMQ_URL ?? amqpUrl({ host: '127.0.0.1' })
+const HANDLERS = join(root, 'test', 'sidecar', 'handlers')
+const PAYLOAD = { blob: 'x'.repeat(900) } // ≈ 1 KB envelopes
+const log = (s: string): void => void process.stderr.write(`${s}\n`)
+
+function pct(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number
+}
+
+/** Raw relay: K hops of plain amqplib consumers, each consume → publish (confirm) → ack. */
+async function rawRelay(prefetch: number, n: number): Promise<number> {
+  const tag = randomBytes(3).toString('hex')
+  const exchange = `bench-raw-${tag}`
+  const hops = [`raw1-${tag}`, `raw2-${tag}`, `raw3-${tag}`, `rawend-${tag}`]
+  const conns: amqp.ChannelModel[] = []
+  const setup = await amqp.connect(URL_)
+  conns.push(setup)
+  const sch = await setup.createChannel()
+  await sch.assertExchange(exchange, 'topic', { durable: true })
+  for (const h of hops) {
+    await sch.assertQueue(`asya-${h}`, { durable: true })
+    await sch.bindQueue(`asya-${h}`, exchange, h)
+  }
+  for (let i = 0; i < 3; i++) {
+    const c = await amqp.connect(URL_)
+    conns.push(c)
+    const cons = await c.createChannel()
+    const pub = await c.createConfirmChannel()
+    await cons.prefetch(prefetch)
+    const next = hops[i + 1] as string
+    await cons.consume(`asya-${hops[i]}`, (m) => {
+      if (!m) return
+      pub.publish(exchange, next, m.content, { persistent: true, mandatory: true, contentType: 'application/json' }, (err) => {
+        if (!err) cons.ack(m)
+      })
+    })
+  }
+  let got = 0
+  let resolve!: () => void
+  const done = new Promise<void>((r) => (resolve = r))
+  const endCh = await setup.createChannel()
+  await endCh.prefetch(500)
+  await endCh.consume(`asya-${hops[3]}`, (m) => {
+    if (!m) return
+    endCh.ack(m)
+    if (++got === n) resolve()
+  })
+  const pub = await setup.createConfirmChannel()
+  const body = Buffer.from(JSON.stringify({ id: 'x', route: { actors: ['a'], current: 0 }, payload: PAYLOAD }))
+  const t0 = performance.now()
+  for (let i = 0; i < n; i++) {
+    if (!pub.publish(exchange, hops[0] as string, body, { persistent: true })) await new Promise((r) => pub.once('drain', r))
+    if (i % 500 === 499) await pub.waitForConfirms()
+  }
+  await done
+  const rate = n / ((performance.now() - t0) / 1000)
+  for (const h of hops) await sch.deleteQueue(`asya-${h}`).catch(() => undefined)
+  await sch.deleteExchange(exchange).catch(() => undefined)
+  for (const c of conns) await c.close().catch(() => undefined)
+  return rate
+}
+
+/** Runtime alone: sequential round-trips of one echo runtime through RuntimeClient. */
+async function runtimeAlone(n: number): Promise<{ rate: number; p50: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'asya-bench-rt-'))
+  const rp = new RuntimeProcess({ handler: 'sidecar_handlers.echo', socketDir: dir, pythonPath: [HANDLERS], env: { ASYA_LOG_LEVEL: 'WARNING' } })
+  await rp.start()
+  const client = new RuntimeClient({ socketDir: dir })
+  const body = Buffer.from(JSON.stringify({ id: 'x', route: { actors: ['a'], current: 0 }, payload: PAYLOAD }))
+  for (let i = 0; i < 200; i++) await client.call(body)
+  const lat: number[] = []
+  const t0 = performance.now()
+  for (let i = 0; i < n; i++) {
+    const s = performance.now()
+    await client.call(body)
+    lat.push(performance.now() - s)
+  }
+  const rate = n / ((performance.now() - t0) / 1000)
+  await rp.stop()
+  rmSync(dir, { recursive: true, force: true })
+  lat.sort((a, b) => a - b)
+  return { rate, p50: pct(lat, 50) }
+}
+
+function procStats(pid: number): { rssMb: number; cpuTicks: number } {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+    const rss = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+    return { rssMb: rss, cpuTicks: Number(stat[11]) + Number(stat[12]) }
+  } catch {
+    return { rssMb: 0, cpuTicks: 0 }
+  }
+}
+
+async function pipeline(n: number): Promise<{ rate: number; p50: number; p99: number; maxRssMb: number; cpuPct: number }> {
+  const tag = randomBytes(3).toString('hex')
+  const exchange = `bench-pipe-${tag}`
+  const actors = [`echo1-${tag}`, `echo2-${tag}`, `echo3-${tag}`]
+  const happyEnd = `happy-${tag}`
+  const dirs: string[] = []
+  const runtimes: RuntimeProcess[] = []
+  const sidecars: ChildProcess[] = []
+  const client = new RabbitMqTransport({ url: URL_, exchange })
+  await client.connect()
+  await client.ensureQueue(happyEnd)
+  for (const a of actors) {
+    const dir = mkdtempSync(join(tmpdir(), `asya-bench-${a}-`))
+    dirs.push(dir)
+    const rp = new RuntimeProcess({ handler: 'sidecar_handlers.echo', socketDir: dir, pythonPath: [HANDLERS], env: { ASYA_LOG_LEVEL: 'WARNING' } })
+    await rp.start()
+    runtimes.push(rp)
+    const child = spawn(process.execPath, [join(root, 'dist', 'sidecar', 'main.js')], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        ASYA_ACTOR_NAME: a,
+        ASYA_TRANSPORT: 'rabbitmq',
+        ASYA_RABBITMQ_URL: URL_,
+        ASYA_RABBITMQ_EXCHANGE: exchange,
+        ASYA_ACTOR_HAPPY_END: happyEnd,
+        ASYA_SOCKET_DIR: dir,
+        ASYA_METRICS_ADDR: '127.0.0.1:0',
+        ASYA_LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    })
+    sidecars.push(child)
+  }
+  // Wait until all three queues have a consumer: a probe envelope must come back.
+  const lat: number[] = []
+  const sentAt = new Map<string, number>()
+  let got = 0
+  let resolve!: () => void
+  let done = new Promise<void>((r) => (resolve = r))
+  let target = 1
+  await client.consume(
+    happyEnd,
+    async (d) => {
+      const id = (JSON.parse(d.body.toString()) as { id: string }).id
+      const s = sentAt.get(id)
+      if (s !== undefined) lat.push(performance.now() - s)
+      await d.ack()
+      if (++got === target) resolve()
+    },
+    { prefetch: 500 },
+  )
+  const env = (id: string): Buffer => Buffer.from(JSON.stringify({ id, route: { actors, current: 0 }, payload: PAYLOAD }))
+  for (;;) {
+    try {
+      await client.publish(actors[0] as string, env('warmup'))
+      break
+    } catch {
+      await new Promise((r) => setTimeout(r, 200))
+    }
+  }
+  await done
+  // Warm-up of 500 envelopes, then the measured run.
+  got = 0
+  target = 500
+  done = new Promise<void>((r) => (resolve = r))
+  await Promise.all(Array.from({ length: 500 }, (_, i) => client.publish(actors[0] as string, env(`w${i}`))))
+  await done
+  lat.length = 0
+  got = 0
+  target = n
+  done = new Promise<void>((r) => (resolve = r))
+  const before = sidecars.map((c) => procStats(c.pid ?? 0))
+  let maxRss = 0
+  const sampler = setInterval(() => {
+    for (const c of sidecars) maxRss = Math.max(maxRss, procStats(c.pid ?? 0).rssMb)
+  }, 200)
+  const t0 = performance.now()
+  // Open loop in batches so the end-to-end latency includes queueing, as in production bursts.
+  for (let i = 0; i < n; i += 200) {
+    const batch = []
+    for (let j = i; j < Math.min(n, i + 200); j++) {
+      sentAt.set(`m${j}`, performance.now())
+      batch.push(client.publish(actors[0] as string, env(`m${j}`)))
+    }
+    await Promise.all(batch)
+  }
+  await done
+  const secs = (performance.now() - t0) / 1000
+  clearInterval(sampler)
+  const after = sidecars.map((c) => procStats(c.pid ?? 0))
+  const ticks = after.reduce((s, a, i) => s + a.cpuTicks - (before[i]?.cpuTicks ?? 0), 0) / sidecars.length
+  const cpuPct = (ticks / 100 / secs) * 100
+  for (const c of sidecars) c.kill('SIGTERM')
+  await Promise.all(sidecars.map((c) => new Promise((r) => c.once('exit', r))))
+  for (const rp of runtimes) await rp.stop()
+  for (const q of [...actors, happyEnd]) {
+    await client.deleteQueue(q).catch(() => undefined)
+    await client.deleteQueue(`${q}-dlq`).catch(() => undefined)
+  }
+  await client.close()
+  for (const d of dirs) rmSync(d, { recursive: true, force: true })
+  lat.sort((a, b) => a - b)
+  return { rate: n / secs, p50: pct(lat, 50), p99: pct(lat, 99), maxRssMb: maxRss, cpuPct }
+}
+
+async function main(): Promise<void> {
+  log('building dist/ (sidecars run as compiled JS, as in the image)')
+  const b = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' })
+  if (b.status !== 0) throw new Error('build failed')
+  const raw: Record<number, number> = {}
+  for (const p of [1, 8, 32]) {
+    raw[p] = await rawRelay(p, N)
+    log(`raw relay prefetch ${p}: ${raw[p]?.toFixed(0)}/s`)
+  }
+  const bestRaw = Math.max(...Object.values(raw))
+  const rt = await runtimeAlone(Math.min(N, 5000))
+  log(`runtime alone: ${rt.rate.toFixed(0)}/s p50 ${rt.p50.toFixed(3)} ms`)
+  const p = await pipeline(N)
+  log(`pipeline: ${p.rate.toFixed(0)}/s p50 ${p.p50.toFixed(1)} ms p99 ${p.p99.toFixed(1)} ms rss ${p.maxRssMb.toFixed(0)} MB cpu ${p.cpuPct.toFixed(0)}%`)
+  const limit = Math.min(bestRaw, rt.rate)
+  console.log(`## Pipeline: 3 echo actors on RabbitMQ
+
+Method: ${N} envelopes of ~1 KB sent in bursts of 200 (after 500 warm-up) through 3 echo actors
+(each: a real \`asya_runtime.py\` + a sidecar process running compiled \`dist/sidecar/main.js\`,
+default prefetch 2) to a happy-end queue consumed by the bench. RabbitMQ on the same host.
+Baselines in the same run: the raw relay (plain amqplib, consume → publish persistent with
+confirm → ack, 3 hops, same message count) at prefetch 1/8/32, and one runtime's round-trip rate
+through \`RuntimeClient\` (sequential, 1 KB). Reproduce: \`npm run bench -- pipeline\` (BENCH_N).
+
+| measurement | value |
+|---|---|
+| raw relay, prefetch 1 / 8 / 32 | ${raw[1]?.toFixed(0)} / ${raw[8]?.toFixed(0)} / ${raw[32]?.toFixed(0)} envelopes/s |
+| runtime alone (1 KB, sequential) | ${rt.rate.toFixed(0)} round-trips/s, p50 ${rt.p50.toFixed(3)} ms |
+| limit = min(best raw relay, runtime alone) | ${limit.toFixed(0)} envelopes/s |
+| **pipeline throughput** | **${p.rate.toFixed(0)} envelopes/s (${((p.rate / limit) * 100).toFixed(0)} % of the limit)** |
+| end-to-end latency p50 / p99 (3 hops, incl. queueing in bursts of 200) | ${p.p50.toFixed(1)} / ${p.p99.toFixed(1)} ms |
+| sidecar RSS (max of 3, sampled every 200 ms) | ${p.maxRssMb.toFixed(0)} MB |
+| sidecar CPU (mean of 3) | ${p.cpuPct.toFixed(0)} % of one core |
+`)
+}
+
+main().catch((err: unknown) => {
+  console.error(err)
+  process.exit(1)
+})

@@ -1,0 +1,451 @@
+/**
+ * The fault scenarios of the delivery prober. Each starts its own pipeline of real runtimes and
+ * sidecars, sends envelopes through it while injecting one fault, and returns the probe report
+ * plus the problems found (lost envelopes, unexpected duplicates, crashed sidecars, hot loops).
+ * CI runs the short version (small N); `npm run prober -- --long` the long one.
+ */
+import { randomUUID } from 'node:crypto'
+import amqp from 'amqplib'
+import { createTransportFromEnv } from '../../src/transport/create-transport.js'
+import type { Transport } from '../../src/transport/transport.js'
+import { LocalPipeline, type ActorSpec } from './local-pipeline.js'
+import { runProbe, type ProbeOptions, type ProbeReport } from './prober.js'
+import { startPrivateRabbit } from '../support/private-rabbitmq.js'
+
+export interface ScenarioOptions {
+  long?: boolean
+  /** Envelopes per scenario. @default 10000 with long, else 200 */
+  n?: number
+  transport?: 'rabbitmq' | 'sqs'
+  onLog?: (actor: string, line: string) => void
+}
+
+export interface ScenarioResult {
+  report: ProbeReport
+  problems: string[]
+  extra: Record<string, unknown>
+}
+
+interface Ctx {
+  n: number
+  long: boolean
+  uid: string
+  /** Names actors uniquely per run, so runs on one broker never share queues. */
+  actor: (base: string) => string
+  onLog?: (actor: string, line: string) => void
+}
+
+type Scenario = (ctx: Ctx) => Promise<ScenarioResult>
+
+const SHARED_RABBIT = process.env['ASYA_RABBITMQ_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672'
+
+function rabbitEnv(url: string, uid: string): Record<string, string> {
+  // Own exchange and end actors per run: concurrent runs and tests on one broker never meet.
+  return {
+    ASYA_TRANSPORT: 'rabbitmq',
+    ASYA_RABBITMQ_URL: url,
+    ASYA_RABBITMQ_EXCHANGE: `asya-probe-${uid}`,
+    ASYA_ACTOR_HAPPY_END: `happy-${uid}`,
+    ASYA_ACTOR_ERROR_END: `error-${uid}`,
+  }
+}
+
+async function openTransport(env: Record<string, string>): Promise<Transport> {
+  const transport = await createTransportFromEnv(env, { connectionName: 'asya-prober' })
+  await transport.connect()
+  return transport
+}
+
+/** Starts the actors, runs the probe with `probe` options, always tears down. */
+async function withPipeline(
+  ctx: Ctx,
+  transportEnv: Record<string, string>,
+  actors: ActorSpec[],
+  probe: (p: LocalPipeline, t: Transport) => Omit<ProbeOptions, 'transport' | 'actors'>,
+  expect: { duplicates?: 'zero' | 'allowed' } = {},
+): Promise<ScenarioResult> {
+  const pipeline = new LocalPipeline({ actors, transportEnv, ...(ctx.onLog ? { onLog: ctx.onLog } : {}) })
+  const transport = await openTransport(transportEnv)
+  const extra: Record<string, unknown> = {}
+  try {
+    for (const a of actors) await transport.ensureQueue(a.name)
+    await pipeline.start()
+    const report = await runProbe({
+      transport,
+      actors: actors.map((a) => a.name),
+      happyEnd: transportEnv['ASYA_ACTOR_HAPPY_END'] ?? 'happy-end',
+      errorEnd: transportEnv['ASYA_ACTOR_ERROR_END'] ?? 'error-end',
+      ...probe(pipeline, transport),
+    })
+    const problems: string[] = []
+    if (report.lost > 0) problems.push(`${report.lost} envelopes lost`)
+    if (expect.duplicates === 'zero' && report.duplicated > 0) problems.push(`${report.duplicated} duplicates where none are allowed`)
+    const crashed = pipeline.sidecarExits.filter((e) => e.signal === null && e.code !== 0)
+    if (crashed.length > 0) problems.push(`sidecars exited non-zero: ${JSON.stringify(crashed)}`)
+    extra['sidecarExits'] = pipeline.sidecarExits
+    return { report, problems, extra }
+  } finally {
+    await pipeline.stop()
+    const ends = [transportEnv['ASYA_ACTOR_HAPPY_END'], transportEnv['ASYA_ACTOR_ERROR_END']].filter((x): x is string => x !== undefined)
+    for (const name of [...actors.map((a) => a.name), ...ends]) {
+      for (const q of [name, `${name}-dlq`]) await transport.deleteQueue(q).catch(() => undefined)
+    }
+    await transport.close()
+  }
+}
+
+/** Resolves once `accounted` reached `fraction` of `total` (used to inject a fault mid-run). */
+function progressGate(fraction: number): { onProgress: (a: number, t: number) => void; reached: Promise<void> } {
+  let open: () => void = () => undefined
+  const reached = new Promise<void>((r) => (open = r))
+  return { onProgress: (a, t) => (a >= Math.floor(t * fraction) ? open() : undefined), reached }
+}
+
+const three = (ctx: Ctx, handler = 'prober_handlers.echo', env: Record<string, string> = {}): ActorSpec[] =>
+  ['p1', 'p2', 'p3'].map((b) => ({ name: ctx.actor(b), handler, env }))
+
+export const SCENARIOS: Record<string, Scenario> = {
+  async baseline(ctx) {
+    return withPipeline(ctx, rabbitEnv(SHARED_RABBIT, ctx.uid), three(ctx), () => ({ count: ctx.n }), { duplicates: 'zero' })
+  },
+
+  async 'broker-restart'(ctx) {
+    const broker = await startPrivateRabbit()
+    try {
+      const gate = progressGate(0.3)
+      return await withPipeline(ctx, rabbitEnv(broker.url, ctx.uid), three(ctx, 'prober_handlers.slow'), () => ({
+        count: ctx.n,
+        payloadExtra: () => ({ sleep: 0.005 }),
+        onProgress: gate.onProgress,
+        onPublished: async () => {
+          await gate.reached
+          await broker.restart()
+        },
+        idleTimeoutMs: 60_000,
+      }))
+    } finally {
+      await broker.destroy()
+    }
+  },
+
+  async 'connection-cut'(ctx) {
+    const broker = await startPrivateRabbit()
+    try {
+      const gate = progressGate(0.3)
+      return await withPipeline(ctx, rabbitEnv(broker.url, ctx.uid), three(ctx, 'prober_handlers.slow'), () => ({
+        count: ctx.n,
+        payloadExtra: () => ({ sleep: 0.005 }),
+        onProgress: gate.onProgress,
+        onPublished: async () => {
+          await gate.reached
+          await broker.closeAllConnections()
+        },
+        idleTimeoutMs: 60_000,
+      }))
+    } finally {
+      await broker.destroy()
+    }
+  },
+
+  async 'sidecar-sigkill'(ctx) {
+    const actors = three(ctx, 'prober_handlers.slow')
+    const victim = (actors[1] as ActorSpec).name
+    const gate = progressGate(0.3)
+    return withPipeline(ctx, rabbitEnv(SHARED_RABBIT, ctx.uid), actors, (p) => ({
+      count: ctx.n,
+      payloadExtra: () => ({ sleep: 0.01 }),
+      onProgress: gate.onProgress,
+      onPublished: async () => {
+        await gate.reached
+        await p.stopSidecar(victim, 'SIGKILL')
+        await p.restartSidecar(victim)
+      },
+    }))
+  },
+
+  async 'runtime-sigkill'(ctx) {
+    const actors = three(ctx, 'prober_handlers.slow')
+    const victim = (actors[1] as ActorSpec).name
+    const gate = progressGate(0.3)
+    const result = await withPipeline(ctx, rabbitEnv(SHARED_RABBIT, ctx.uid), actors, (p) => ({
+      count: ctx.n,
+      payloadExtra: () => ({ sleep: 0.01 }),
+      onProgress: gate.onProgress,
+      onPublished: async () => {
+        await gate.reached
+        p.killRuntime(victim)
+      },
+    }))
+    return result
+  },
+
+  async 'rolling-sigterm'(ctx) {
+    const actors = three(ctx, 'prober_handlers.slow')
+    const gate = progressGate(0.2)
+    const result = await withPipeline(
+      ctx,
+      rabbitEnv(SHARED_RABBIT, ctx.uid),
+      actors,
+      (p) => ({
+        count: ctx.n,
+        payloadExtra: () => ({ sleep: 0.01 }),
+        onProgress: gate.onProgress,
+        onPublished: async () => {
+          await gate.reached
+          for (const a of actors) {
+            const code = await p.stopSidecar(a.name, 'SIGTERM')
+            if (code !== 0) throw new Error(`sidecar ${a.name} exited ${code} on SIGTERM`)
+            await p.restartSidecar(a.name)
+          }
+        },
+      }),
+      { duplicates: 'zero' },
+    )
+    return result
+  },
+
+  async 'handler-timeout'(ctx) {
+    const actors: ActorSpec[] = [
+      { name: ctx.actor('t1'), handler: 'prober_handlers.maybe_hang', env: { ASYA_RUNTIME_TIMEOUT: '1s', ASYA_RUNTIME_READY_TIMEOUT: '60s' } },
+    ]
+    const hangs = Math.max(1, Math.floor(ctx.n / 50))
+    const result = await withPipeline(ctx, rabbitEnv(SHARED_RABBIT, ctx.uid), actors, () => ({
+      count: ctx.n,
+      payloadExtra: (i) => ({ hang: i % Math.ceil(ctx.n / hangs) === 0 }),
+      idleTimeoutMs: 60_000,
+    }), { duplicates: 'zero' })
+    const timeouts = result.report.reasons['timeout'] ?? 0
+    if (timeouts !== result.report.errored) result.problems.push(`errored=${result.report.errored} but timeout reasons=${timeouts}`)
+    if (result.report.errored === 0) result.problems.push('no envelope timed out: the scenario did not exercise the fault')
+    return result
+  },
+
+  async 'queue-deleted'(ctx) {
+    const actors = three(ctx, 'prober_handlers.slow', { ASYA_RETRY_BACKOFF: '200ms' })
+    const [, upstream, victim] = actors.map((a) => a.name) as [string, string, string]
+    const gate = progressGate(0.2)
+    let destroyed = 0
+    const result = await withPipeline(ctx, rabbitEnv(SHARED_RABBIT, ctx.uid), actors, (p, t) => ({
+      count: ctx.n,
+      payloadExtra: () => ({ sleep: 0.005 }),
+      onProgress: gate.onProgress,
+      onPublished: async () => {
+        await gate.reached
+        // p3's queue is deleted mid-run (by hand, or lost with a broker node). Deleting a queue
+        // destroys the messages sitting in it, by definition: the broker reports how many, and
+        // exactly those may be missing. Freezing p2 and p3 first (SIGSTOP) keeps a publish from
+        // racing the deletion inside the broker and stops p3 from re-declaring its queue at once,
+        // so p2's next publishes really find no queue: they must wait (retried), not be dropped.
+        p.signalSidecar(upstream, 'SIGSTOP')
+        p.signalSidecar(victim, 'SIGSTOP')
+        await new Promise((r) => setTimeout(r, 300))
+        destroyed = await deleteQueueCounting(SHARED_RABBIT, `asya-${victim}`)
+        p.signalSidecar(upstream, 'SIGCONT')
+        await new Promise((r) => setTimeout(r, 2000)) // p2 meets a missing queue meanwhile
+        await t.ensureQueue(victim) // the controller's resync re-creates it
+        p.signalSidecar(victim, 'SIGCONT')
+      },
+      idleTimeoutMs: 10_000,
+    }))
+    result.extra['destroyedByDelete'] = destroyed
+    result.problems = result.problems.filter((pr) => !/envelopes lost$/.test(pr))
+    if (result.report.lost !== destroyed) {
+      result.problems.push(`${result.report.lost} lost but the deletion destroyed ${destroyed}: ${result.report.lost - destroyed} lost by Asya`)
+    }
+    return result
+  },
+
+  async 'flaky-handler'(ctx) {
+    const actors = three(ctx, 'prober_handlers.flaky', { ASYA_MAX_RETRIES: '5', ASYA_RETRY_BACKOFF: '20ms' })
+    const result = await withPipeline(ctx, rabbitEnv(SHARED_RABBIT, ctx.uid), actors, () => ({ count: ctx.n }))
+    if (result.report.errored > 0) result.problems.push(`${result.report.errored} envelopes errored although retries should absorb 1 % failures`)
+    return result
+  },
+
+  async poison(ctx) {
+    const maxRetries = 2
+    const actors: ActorSpec[] = [
+      { name: ctx.actor('poison'), handler: 'prober_handlers.poison', env: { ASYA_MAX_RETRIES: String(maxRetries), ASYA_RETRY_BACKOFF: '20ms' } },
+    ]
+    const n = Math.min(ctx.n, 50)
+    let metrics = ''
+    const result = await withPipeline(ctx, rabbitEnv(SHARED_RABBIT, ctx.uid), actors, (p) => ({
+      count: n,
+      onPublished: async () => undefined,
+      onProgress: (a, t) => {
+        if (a === t) void p.metrics((actors[0] as ActorSpec).name).then((m) => (metrics = m))
+      },
+    }))
+    await new Promise((r) => setTimeout(r, 300))
+    const received = sumMetric(metrics, 'asya_actor_messages_received_total')
+    result.extra['deliveries'] = received
+    if (result.report.errored + result.report.deadLettered !== n) result.problems.push('poison envelopes did not all end in error-end/DLQ')
+    if (received > n * (maxRetries + 1)) result.problems.push(`hot loop: broker delivered ${received} times for ${n} envelopes × ${maxRetries + 1} attempts`)
+    return result
+  },
+}
+
+/** Bad message number `i` of the malformed-input sweep; every kind carries the token `bad-<i>`. */
+export function malformedMessage(i: number, actor: string): { kind: string; body: Buffer } {
+  const tok = `zbad-${i}z` // z is not a hex digit: generated uuids can never contain the token
+  const route = { actors: [actor], current: 0 }
+  const kinds: Array<[string, () => string | Buffer]> = [
+    ['not_json', () => `${tok} {{{ not json`],
+    ['truncated_json', () => JSON.stringify({ id: tok, route, payload: 1 }).slice(0, -3)],
+    ['json_array', () => JSON.stringify([tok, 1, 2])],
+    ['json_string', () => JSON.stringify(tok)],
+    ['missing_id', () => JSON.stringify({ route, payload: tok })],
+    ['id_not_string', () => JSON.stringify({ id: i, route, payload: tok })],
+    ['empty_id', () => JSON.stringify({ id: '', route, payload: tok })],
+    ['missing_route', () => JSON.stringify({ id: tok, payload: 1 })],
+    ['empty_actors', () => JSON.stringify({ id: tok, route: { actors: [], current: 0 }, payload: 1 })],
+    ['current_out_of_range', () => JSON.stringify({ id: tok, route: { actors: [actor], current: 7 }, payload: 1 })],
+    ['current_not_int', () => JSON.stringify({ id: tok, route: { actors: [actor], current: '0' }, payload: 1 })],
+    ['bad_actor_name', () => JSON.stringify({ id: tok, route: { actors: ['Not A Name!'], current: 0 }, payload: 1 })],
+    ['end_actor_in_route', () => JSON.stringify({ id: tok, route: { actors: ['happy-end'], current: 0 }, payload: 1 })],
+    ['missing_payload', () => JSON.stringify({ id: tok, route })],
+    ['headers_not_object', () => JSON.stringify({ id: tok, route, headers: 'h', payload: 1 })],
+    ['wrong_route', () => JSON.stringify({ id: tok, route: { actors: ['someone-else', actor], current: 0 }, payload: 1 })],
+    ['invalid_utf8', () => Buffer.concat([Buffer.from(`${tok} `), Buffer.from([0xff, 0xfe, 0xc3, 0x28])])],
+    ['nul_prefix', () => `\u0000${tok}`],
+    ['deeply_nested', () => `{"id":"${tok}","route":${JSON.stringify(route)},"payload":${'['.repeat(3000)}${']'.repeat(3000)}}`],
+    ['huge_not_json', () => `${tok} ` + 'z'.repeat(i % 1000 === 0 ? 2_000_000 : 20_000)],
+    ['null_bytes', () => `{"id":"${tok}"\u0000}`],
+  ]
+  const [kind, make] = kinds[i % kinds.length] as [string, () => string | Buffer]
+  const b = make()
+  return { kind, body: typeof b === 'string' ? Buffer.from(b) : b }
+}
+
+/** Finds the `zbad-<i>z` token in whatever reached a sink (id, original payload, raw body). */
+export function malformedToken(body: Buffer): number | undefined {
+  let text = body.toString('utf8')
+  try {
+    const env = JSON.parse(text) as { payload?: { original_body?: string; original_body_encoding?: string } }
+    const p = env.payload
+    if (p && typeof p.original_body === 'string' && p.original_body_encoding === 'base64') {
+      text += Buffer.from(p.original_body, 'base64').toString('latin1')
+    }
+  } catch {
+    /* a DLQ body is the raw input */
+  }
+  const m = /zbad-(\d+)z/.exec(text)
+  return m ? Number(m[1]) : undefined
+}
+
+SCENARIOS['malformed-sweep'] = async (ctx) => {
+  const n = ctx.long ? 10_000 : 600
+  const actor = ctx.actor('sweep')
+  const env = rabbitEnv(SHARED_RABBIT, ctx.uid)
+  const happyEnd = env.ASYA_ACTOR_HAPPY_END as string
+  const errorEnd = env.ASYA_ACTOR_ERROR_END as string
+  const pipeline = new LocalPipeline({ actors: [{ name: actor, handler: 'prober_handlers.echo' }], transportEnv: env, ...(ctx.onLog ? { onLog: ctx.onLog } : {}) })
+  const transport = await openTransport(env)
+  const accounted = new Map<number, string>()
+  const reasons: Record<string, number> = {}
+  let duplicated = 0
+  let delivered = 0
+  let errored = 0
+  let deadLettered = 0
+  const started = Date.now()
+  try {
+    for (const q of [actor, happyEnd, errorEnd]) await transport.ensureQueue(q)
+    await pipeline.start()
+    let lastArrival = Date.now()
+    const sink = (where: 'delivered' | 'errored' | 'deadLettered') => async (d: import('../../src/transport/transport.js').Delivery) => {
+      lastArrival = Date.now()
+      const i = malformedToken(d.body)
+      let reason = d.headers['x-asya-reason'] ?? where
+      try {
+        const e = JSON.parse(d.body.toString('utf8')) as { payload?: { details?: { reason?: string } } }
+        reason = e.payload?.details?.reason ?? reason
+      } catch {
+        /* raw */
+      }
+      reasons[reason] = (reasons[reason] ?? 0) + 1
+      if (where === 'delivered') delivered++
+      else if (where === 'errored') errored++
+      else deadLettered++
+      if (i !== undefined) {
+        if (accounted.has(i)) duplicated++
+        accounted.set(i, reason)
+      }
+      await d.ack()
+    }
+    await transport.consume(happyEnd, sink('delivered'), { prefetch: 64 })
+    await transport.consume(errorEnd, sink('errored'), { prefetch: 64 })
+    await transport.consume(`${actor}-dlq`, sink('deadLettered'), { prefetch: 64 })
+    await transport.consume(`${errorEnd}-dlq`, sink('deadLettered'), { prefetch: 64 })
+    for (let i = 0; i < n; i += 50) {
+      await Promise.all(Array.from({ length: Math.min(50, n - i) }, (_, j) => transport.publish(actor, malformedMessage(i + j, actor).body)))
+    }
+    while (accounted.size < n && Date.now() - lastArrival < 30_000) await new Promise((r) => setTimeout(r, 100))
+    const problems: string[] = []
+    const lostIds = Array.from({ length: n }, (_, i) => i).filter((i) => !accounted.has(i))
+    if (lostIds.length > 0) problems.push(`${lostIds.length} bad messages unaccounted for (e.g. ${lostIds.slice(0, 5).map((i) => malformedMessage(i, actor).kind).join(', ')})`)
+    const res = await fetch(`http://127.0.0.1:${pipeline.metricsPort(actor)}/readyz`).catch(() => undefined)
+    if (res?.status !== 200) problems.push('sidecar not ready after the sweep')
+    if (pipeline.sidecarExits.length > 0) problems.push(`sidecar exited: ${JSON.stringify(pipeline.sidecarExits)}`)
+    const noReason = [...accounted.values()].filter((r) => r === 'delivered' || r === 'errored' || r === 'deadLettered').length
+    if (noReason > 0) problems.push(`${noReason} outcomes without a reason`)
+    return {
+      report: {
+        runId: ctx.uid,
+        sent: n,
+        delivered,
+        errored,
+        deadLettered,
+        lost: lostIds.length,
+        duplicated,
+        reasons,
+        latencyMs: { p50: NaN, p99: NaN, max: NaN },
+        durationMs: Date.now() - started,
+        lostIds: lostIds.slice(0, 20).map(String),
+      },
+      problems,
+      extra: {},
+    }
+  } finally {
+    await pipeline.stop()
+    for (const q of [actor, happyEnd, errorEnd]) {
+      await transport.deleteQueue(q).catch(() => undefined)
+      await transport.deleteQueue(`${q}-dlq`).catch(() => undefined)
+    }
+    await transport.close()
+  }
+}
+
+/** Deletes a queue; returns how many ready messages the broker destroyed with it. */
+async function deleteQueueCounting(url: string, queue: string): Promise<number> {
+  const conn = await amqp.connect(url)
+  try {
+    const ch = await conn.createChannel()
+    const { messageCount } = await ch.deleteQueue(queue)
+    await ch.close().catch(() => undefined)
+    return messageCount
+  } finally {
+    await conn.close().catch(() => undefined)
+  }
+}
+
+function sumMetric(text: string, name: string): number {
+  let sum = 0
+  for (const line of text.split('\n')) {
+    if (line.startsWith(name + '{') || line.startsWith(name + ' ')) sum += Number(line.slice(line.lastIndexOf(' ') + 1))
+  }
+  return sum
+}
+
+export async function runScenario(name: string, options: ScenarioOptions = {}): Promise<ScenarioResult> {
+  const scenario = SCENARIOS[name]
+  if (!scenario) throw new Error(`unknown scenario ${name}; known: ${Object.keys(SCENARIOS).join(', ')}`)
+  const uid = randomUUID().slice(0, 6)
+  const long = options.long ?? false
+  return scenario({
+    n: options.n ?? (long ? 10_000 : 200),
+    long,
+    uid,
+    actor: (base) => `${base}-${uid}`,
+    ...(options.onLog ? { onLog: options.onLog } : {}),
+  })
+}
