@@ -5,6 +5,7 @@
  * `asya-<a>-dlq` for dead letters. The transport owns reconnection: on a lost connection it
  * reconnects with backoff, re-declares what it declared before and resumes every consumer.
  */
+import { setMaxListeners } from 'node:events'
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Message } from 'amqplib'
 import { AsyaError, errorMessage, isAsyaError } from '../errors.js'
 import { queueName } from '../envelope.js'
@@ -114,6 +115,8 @@ export class RabbitMqTransport implements Transport {
     this.heartbeat = options.heartbeatSeconds ?? 10
     this.publishTimeoutMs = options.publishTimeoutMs ?? 30_000
     this.connectionName = options.connectionName ?? 'asya'
+    // Every pending backoff sleep listens on it; many consumers may be re-subscribing at once.
+    setMaxListeners(0, this.closeController.signal)
   }
 
   isReady(): boolean {
