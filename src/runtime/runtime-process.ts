@@ -19,6 +19,12 @@ export function runtimeScriptPath(): string {
   return candidates.find((p) => existsSync(p)) ?? (candidates[0] as string)
 }
 
+/** Runtimes must not outlive the process that supervises them (a killed test or demo). */
+const liveChildren = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const c of liveChildren) c.kill('SIGKILL')
+})
+
 export interface RuntimeProcessOptions {
   /** ASYA_HANDLER: module.function or module.Class.method. */
   handler: string
@@ -96,6 +102,8 @@ export class RuntimeProcess extends EventEmitter {
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     this.child = child
+    liveChildren.add(child)
+    child.once('exit', () => liveChildren.delete(child))
     const forward = (stream: NodeJS.ReadableStream | null): void => {
       let buf = ''
       stream?.on('data', (d: Buffer) => {

@@ -55,6 +55,12 @@ export async function freePort(): Promise<number> {
   })
 }
 
+/** Children left behind by a test process that is killed (tap timeout) would keep consuming. */
+const liveChildren = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const c of liveChildren) c.kill('SIGKILL')
+})
+
 export class LocalPipeline {
   private readonly running = new Map<string, RunningActor>()
   readonly sidecarExits: Array<{ actor: string; code: number | null; signal: string | null }> = []
@@ -108,6 +114,8 @@ export class LocalPipeline {
       })
     }
     actor.sidecar = child
+    liveChildren.add(child)
+    child.once('exit', () => liveChildren.delete(child))
     actor.sidecarExit = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
         this.sidecarExits.push({ actor: actor.spec.name, code, signal })
