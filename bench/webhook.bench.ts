@@ -82,7 +82,7 @@ async function serve(certDir: string): Promise<void> {
   const cert = join(certDir, 'tls.crt')
   const key = join(certDir, 'tls.key')
   const wh = await createWebhookServer(
-    { ...testConfig, enabled: true, systemNamespace: 'asya-system', host: '127.0.0.1', port: 0, tlsCertFile: cert, tlsKeyFile: key, tlsReloadIntervalMs: 60_000, bodyLimit: 8 * 1024 * 1024 },
+    { ...testConfig, enabled: true, systemNamespace: 'asya-system', host: '127.0.0.1', port: 0, tlsCertFile: cert, tlsKeyFile: key, tlsReloadIntervalMs: 60_000, bodyLimit: 8 * 1024 * 1024, certMode: 'files', service: 'asya-webhook', webhookConfigurationName: 'asya-webhook', caSecretName: 'asya-webhook-ca', caResyncMs: 30_000 },
     { logger: createLogger('bench', { level: 'silent' }), registry: new Registry() },
   )
   const whUrl = await wh.listen()

@@ -57,6 +57,20 @@ export interface WebhookConfig extends InjectionConfig {
   tlsReloadIntervalMs: number
   /** ASYA_WEBHOOK_BODY_LIMIT bytes. @default 8 MiB */
   bodyLimit: number
+  /**
+   * ASYA_WEBHOOK_CERT_MODE: `files` (cert-manager or certs/gen-certs.sh put the pair in
+   * ASYA_TLS_CERT_FILE/KEY_FILE) or `self-managed` (the webhook keeps a CA in a Secret, signs its
+   * own cert into those paths and patches caBundle). @default files
+   */
+  certMode: 'files' | 'self-managed'
+  /** ASYA_WEBHOOK_SERVICE: the Service the API server calls (certificate names). @default asya-webhook */
+  service: string
+  /** ASYA_WEBHOOK_CONFIGURATION: MutatingWebhookConfiguration whose caBundle is kept (self-managed). @default asya-webhook */
+  webhookConfigurationName: string
+  /** ASYA_WEBHOOK_CA_SECRET: Secret in the system namespace holding the CA (self-managed). @default asya-webhook-ca */
+  caSecretName: string
+  /** ASYA_WEBHOOK_CA_RESYNC: how often caBundle and the serving cert are checked (self-managed). @default 30s */
+  caResyncMs: number
 }
 
 export const ALWAYS_EXCLUDED_NAMESPACES: readonly string[] = ['kube-system', 'kube-public', 'kube-node-lease']
@@ -97,13 +111,22 @@ export function readWebhookConfig(env: NodeJS.ProcessEnv = process.env): Webhook
   const maxHopsRaw = r.raw('ASYA_MAX_HOPS')
   const gatewayUrl = r.string('ASYA_GATEWAY_URL')
   if (gatewayUrl !== undefined && !/^https?:\/\//.test(gatewayUrl)) r.fail('ASYA_GATEWAY_URL', 'must be an http(s):// URL')
+  const certMode = r.oneOf('ASYA_WEBHOOK_CERT_MODE', ['files', 'self-managed'] as const, 'files')
+  // Self-managed certs are written by the process itself: default to a writable scratch path
+  // (mount an emptyDir at /tmp under readOnlyRootFilesystem).
+  const certDefaultDir = certMode === 'files' ? '/etc/asya/tls' : '/tmp/asya-webhook-tls'
   const cfg: WebhookConfig = {
     enabled: r.bool('ASYA_WEBHOOK_ENABLED', true),
+    certMode,
+    service: r.string('ASYA_WEBHOOK_SERVICE', 'asya-webhook'),
+    webhookConfigurationName: r.string('ASYA_WEBHOOK_CONFIGURATION', 'asya-webhook'),
+    caSecretName: r.string('ASYA_WEBHOOK_CA_SECRET', 'asya-webhook-ca'),
+    caResyncMs: r.duration('ASYA_WEBHOOK_CA_RESYNC', 30_000, { minMs: 100 }),
     systemNamespace,
     host: addr?.host ?? '0.0.0.0',
     port: addr?.port ?? 8443,
-    tlsCertFile: r.string('ASYA_TLS_CERT_FILE', '/etc/asya/tls/tls.crt'),
-    tlsKeyFile: r.string('ASYA_TLS_KEY_FILE', '/etc/asya/tls/tls.key'),
+    tlsCertFile: r.string('ASYA_TLS_CERT_FILE', `${certDefaultDir}/tls.crt`),
+    tlsKeyFile: r.string('ASYA_TLS_KEY_FILE', `${certDefaultDir}/tls.key`),
     tlsReloadIntervalMs: r.duration('ASYA_TLS_RELOAD_INTERVAL', 10_000, { minMs: 50 }),
     bodyLimit: r.int('ASYA_WEBHOOK_BODY_LIMIT', 8 * 1024 * 1024, { min: 64 * 1024, max: 64 * 1024 * 1024 }),
     sidecarImage: r.string('ASYA_SIDECAR_IMAGE', 'ghcr.io/asya-ts/asya-sidecar:latest'),

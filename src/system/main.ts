@@ -4,7 +4,10 @@
  *
  *   node --import ./scripts/register-ts.mjs src/system/main.ts
  */
+import { mkdtempSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import { KubeConfig } from '@kubernetes/client-node'
 import { Registry, collectDefaultMetrics } from 'prom-client'
@@ -13,6 +16,7 @@ import { createLogger, type Logger } from '../logger.js'
 import { loadRuntimeScript, readControllerSettings, readControllerTransports } from '../controller/config.js'
 import { createController } from '../controller/setup.js'
 import { createWebhookServer, type WebhookServer } from '../../webhook/server.js'
+import { SelfManagedCa } from '../../webhook/self-managed-ca.js'
 import { readWebhookConfig } from './config.js'
 
 export interface SystemProcess {
@@ -73,11 +77,32 @@ export async function startSystem(o: StartOptions = {}): Promise<SystemProcess> 
   // and probes work while no certificate is loaded yet.
   let webhook: WebhookServer | undefined
   let webhookUrl: string | undefined
+  let selfCa: SelfManagedCa | undefined
   if (webhookConfig.enabled) {
     try {
+      if (webhookConfig.certMode === 'self-managed') {
+        const kubeConfig = o.kubeConfig ?? new KubeConfig()
+        if (!o.kubeConfig) kubeConfig.loadFromDefault()
+        selfCa = new SelfManagedCa({
+          kubeConfig,
+          namespace: systemNamespace,
+          service: webhookConfig.service,
+          caSecretName: webhookConfig.caSecretName,
+          webhookConfigurationName: webhookConfig.webhookConfigurationName,
+          certFile: webhookConfig.tlsCertFile,
+          keyFile: webhookConfig.tlsKeyFile,
+          workDir: mkdtempSync(join(tmpdir(), 'asya-ca-')),
+          resyncMs: webhookConfig.caResyncMs,
+          logger: logger.child({ component: 'webhook-ca' }),
+          registry,
+        })
+        // A failing first pass is logged and retried: the webhook is simply not ready meanwhile.
+        await selfCa.start()
+      }
       webhook = await createWebhookServer(webhookConfig, { logger: logger.child({ component: 'webhook' }), registry })
       webhookUrl = await webhook.listen()
     } catch (err) {
+      selfCa?.stop()
       await webhook?.close()
       await controllerHandle?.close()
       throw err
@@ -121,6 +146,7 @@ export async function startSystem(o: StartOptions = {}): Promise<SystemProcess> 
     isLeader: () => leading,
     stop: () => {
       stopping ??= (async () => {
+        selfCa?.stop()
         await webhook?.close()
         await controllerHandle?.close()
         server.closeAllConnections()

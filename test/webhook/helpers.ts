@@ -35,6 +35,11 @@ export function webhookConfig(c: { cert: string; key: string }, over: Partial<We
     tlsKeyFile: c.key,
     tlsReloadIntervalMs: 100,
     bodyLimit: 1024 * 1024,
+    certMode: 'files',
+    service: SERVICE,
+    webhookConfigurationName: 'asya-webhook',
+    caSecretName: 'asya-webhook-ca',
+    caResyncMs: 30_000,
     ...over,
   }
 }
