@@ -12,6 +12,7 @@ import { errorMessage } from '../src/errors.js'
 import type { Logger } from '../src/logger.js'
 import type { WebhookConfig } from '../src/system/config.js'
 import { injectPod, type InjectResult, type SkipReason } from './inject.js'
+import type { WarningRecorder } from './events.js'
 import { CertWatcher, secureContextOptions, TLS_MIN_VERSION, type LoadedCert } from './tls.js'
 
 export type Outcome = 'injected' | 'skipped' | 'denied' | 'error' | 'bad_request'
@@ -107,6 +108,8 @@ function review(response: AdmissionResponse): AdmissionReviewOut {
 export interface WebhookServerDeps {
   logger: Logger
   registry: Registry
+  /** Records a Warning Event for pods admitted without injection; never called for dryRun requests. */
+  recordWarning?: WarningRecorder
 }
 
 export async function createWebhookServer(config: WebhookConfig, deps: WebhookServerDeps): Promise<WebhookServer> {
@@ -199,7 +202,11 @@ export async function createWebhookServer(config: WebhookConfig, deps: WebhookSe
     m.duration.observe({ outcome }, seconds)
     const fields = { uid: parsed.uid, namespace: parsed.namespace, outcome, reason, dryRun: parsed.dryRun, ...(result?.kind === 'injected' ? { actor: result.actor } : {}) }
     if (outcome === 'denied') log.info({ ...fields, code: 'ASYA_ERR_ADMISSION_INVALID_ANNOTATION', message: response.status?.message }, 'pod denied')
-    else if (reason === 'no_runtime_container') log.warn({ ...fields, code: 'ASYA_ERR_ADMISSION_NO_RUNTIME_CONTAINER', warnings: response.warnings }, 'pod admitted without injection')
+    else if (reason === 'no_runtime_container') {
+      log.warn({ ...fields, code: 'ASYA_ERR_ADMISSION_NO_RUNTIME_CONTAINER', warnings: response.warnings }, 'pod admitted without injection')
+      // dryRun means no side effects (sideEffects: None): no Event either.
+      if (!parsed.dryRun) deps.recordWarning?.(parsed.object, parsed.namespace, 'AsyaNotInjected', response.warnings?.join('; ') ?? '')
+    }
     else if (outcome === 'injected') log.info(fields, 'pod injected')
     else log.debug(fields, 'pod skipped')
     return reply.code(200).send(review(response))

@@ -17,6 +17,7 @@ import { loadRuntimeScript, readControllerSettings, readControllerTransports } f
 import { createController } from '../controller/setup.js'
 import { createWebhookServer, type WebhookServer } from '../../webhook/server.js'
 import { SelfManagedCa } from '../../webhook/self-managed-ca.js'
+import { kubeWarningRecorder } from '../../webhook/events.js'
 import { readWebhookConfig } from './config.js'
 
 export interface SystemProcess {
@@ -99,7 +100,22 @@ export async function startSystem(o: StartOptions = {}): Promise<SystemProcess> 
         // A failing first pass is logged and retried: the webhook is simply not ready meanwhile.
         await selfCa.start()
       }
-      webhook = await createWebhookServer(webhookConfig, { logger: logger.child({ component: 'webhook' }), registry })
+      const webhookLogger = logger.child({ component: 'webhook' })
+      // Events need the API; without a kubeconfig (webhook-only runs) warnings are logged only.
+      let kc = o.kubeConfig
+      if (!kc) {
+        try {
+          kc = new KubeConfig()
+          kc.loadFromDefault()
+        } catch {
+          kc = undefined
+        }
+      }
+      webhook = await createWebhookServer(webhookConfig, {
+        logger: webhookLogger,
+        registry,
+        ...(kc?.getCurrentCluster() ? { recordWarning: kubeWarningRecorder(kc, webhookLogger) } : {}),
+      })
       webhookUrl = await webhook.listen()
     } catch (err) {
       selfCa?.stop()

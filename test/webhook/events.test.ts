@@ -1,0 +1,37 @@
+import t from 'tap'
+import { CoreV1Api } from '@kubernetes/client-node'
+import { Registry } from 'prom-client'
+import { startMiniKube } from '../controller/mini-kube.js'
+import { kubeWarningRecorder } from '../../webhook/events.js'
+import { createWebhookServer } from '../../webhook/server.js'
+import { actorPod, admissionReview, certs, post, silent, waitFor, webhookConfig } from './helpers.js'
+
+t.test('a pod admitted without injection gets a Warning Event on its owner; dryRun does not', async (t) => {
+  const kube = await startMiniKube()
+  t.teardown(() => kube.stop())
+  const core = kube.kubeConfig.makeApiClient(CoreV1Api)
+  const c = await certs()
+  const server = await createWebhookServer(webhookConfig(c.files), { logger: silent, registry: new Registry(), recordWarning: kubeWarningRecorder(kube.kubeConfig, silent) })
+  const url = await server.listen()
+  t.teardown(() => server.close())
+  const ambiguous = (ns: string): Record<string, unknown> => {
+    const pod = actorPod('amb') as { metadata: Record<string, unknown>; spec: { containers: unknown[] } }
+    pod.metadata.ownerReferences = [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'amb-5f7c', uid: 'u-1', controller: true }]
+    pod.spec.containers.push({ name: 'second', image: 'x' })
+    return admissionReview(pod, { namespace: ns })
+  }
+  const dryNs = `dry-${Math.random().toString(36).slice(2, 7)}`
+  const wetNs = `wet-${Math.random().toString(36).slice(2, 7)}`
+  const dry = ambiguous(dryNs)
+  ;(dry.request as Record<string, unknown>).dryRun = true
+  // The dry request goes first: had it recorded an Event, it would be there by the time the wet one is.
+  t.equal((await post(url, JSON.stringify(dry), { ca: c.caCert })).status, 200)
+  t.equal((await post(url, JSON.stringify(ambiguous(wetNs)), { ca: c.caCert })).status, 200)
+  await waitFor('the Event', async () => (await core.listNamespacedEvent({ namespace: wetNs })).items.length === 1)
+  const [ev] = (await core.listNamespacedEvent({ namespace: wetNs })).items
+  t.equal(ev?.type, 'Warning')
+  t.equal(ev?.reason, 'AsyaNotInjected')
+  t.same([ev?.involvedObject.kind, ev?.involvedObject.name], ['ReplicaSet', 'amb-5f7c'], 'recorded on the owner')
+  t.match(ev?.message, /asya\.sh\/runtime-container/)
+  t.equal((await core.listNamespacedEvent({ namespace: dryNs })).items.length, 0, 'dryRun: no side effect')
+})
