@@ -8,6 +8,7 @@ import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import fastJsonPatch from 'fast-json-patch'
+import { Pod } from 'kubernetes-models/v1'
 import { injectPod, type InjectResult } from '../../webhook/inject.js'
 import { testConfig } from './fixtures.js'
 
@@ -22,6 +23,7 @@ function summary(r: InjectResult): unknown {
 }
 
 t.ok(inputs.length >= 20, 'golden cases are present')
+t.throws(() => new Pod({ spec: { containers: [{ name: 'x', ports: [{ containerPort: 'not-a-number' }] }] } } as unknown as ConstructorParameters<typeof Pod>[0]).validate(), 'the schema check can fail')
 
 for (const file of inputs) {
   const name = file.replace(/\.input\.json$/, '')
@@ -43,6 +45,7 @@ for (const file of inputs) {
 
     const applied = fastJsonPatch.applyPatch(structuredClone(input.pod), result.patch, true, false).newDocument
     t.same(applied, result.pod, 'the patch turns the input into the mutated pod')
+    t.doesNotThrow(() => new Pod(structuredClone(result.pod) as ConstructorParameters<typeof Pod>[0]).validate(), 'the mutated pod passes the Kubernetes schema')
     const again = injectPod(applied, { config: testConfig, namespace: input.namespace })
     t.equal(again.kind, 'skipped', 'a second admission makes no patch')
     if (again.kind === 'skipped') t.equal(again.reason, 'already_injected')
