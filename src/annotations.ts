@@ -100,7 +100,9 @@ class Reader {
       if (s === undefined || !Object.prototype.hasOwnProperty.call(s, name)) continue
       const v = s[name]
       if (typeof v !== 'string') {
-        this.bad(name, JSON.stringify(v) ?? String(v), 'a string value (quote it in YAML)')
+        // Describe, never serialise: the value may be arbitrarily large or deep.
+        const shown = v === null ? 'null' : Array.isArray(v) ? '[array]' : typeof v === 'object' ? '{object}' : String(v)
+        this.bad(name, shown, 'a string value (quote it in YAML)')
         return undefined
       }
       return v.trim()

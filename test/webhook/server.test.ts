@@ -91,6 +91,13 @@ t.test('bad input: 4xx with a message, never 5xx', async (t) => {
   await expect('JSON array', post(url, '[]', { ca }), 400)
   await expect('wrong apiVersion', post(url, JSON.stringify({ ...admissionReview(plainPod()), apiVersion: 'admission.k8s.io/v1beta1' }), { ca }), 400)
   await expect('no uid', post(url, JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: {} }), { ca }), 400)
+  const deep = '['.repeat(200_000) + ']'.repeat(200_000)
+  for (const object of [deep, `{"metadata":{"labels":{"asya.sh/actor":${deep}}}}`, `{"metadata":{"labels":{"asya.sh/actor":"a"}},"spec":{"containers":[{"name":"c","x":${deep}}]}}`]) {
+    const body = `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"deep","kind":{"kind":"Pod"},"operation":"CREATE","object":${object}}}`
+    const reply = await post(url, body, { ca })
+    t.equal(reply.status, 200, 'deeply nested object: answered, no crash')
+    t.equal((reply.json() as Out).response.uid, 'deep')
+  }
   await expect('too large', post(url, JSON.stringify(admissionReview({ big: 'x'.repeat(2 * 1024 * 1024) })), { ca }), 413)
 })
 
