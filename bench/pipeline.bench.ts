@@ -22,6 +22,8 @@ const N = Number(process.env.BENCH_N ?? 10_000)
 const URL_ = process.env.ASYA_BENCH_RABBITMQ_URL ?? amqpUrl({ host: '127.0.0.1' })
 const HANDLERS = join(root, 'test', 'sidecar', 'handlers')
 const PAYLOAD = { blob: 'x'.repeat(900) } // ≈ 1 KB envelopes
+const WINDOW = Number(process.env.BENCH_WINDOW ?? 256)
+const LATENCY_N = 300
 const log = (s: string): void => void process.stderr.write(`${s}\n`)
 
 function pct(sorted: number[], p: number): number {
@@ -82,8 +84,60 @@ async function rawRelay(prefetch: number, n: number): Promise<number> {
   return rate
 }
 
+/** Raw relay latency: 3 plain amqplib hops at prefetch 1, one envelope at a time. */
+async function rawRelayLatency(n: number): Promise<{ p50: number; p99: number }> {
+  const tag = randomBytes(3).toString('hex')
+  const exchange = `bench-rawlat-${tag}`
+  const hops = [`rl1-${tag}`, `rl2-${tag}`, `rl3-${tag}`, `rlend-${tag}`]
+  const conns: amqp.ChannelModel[] = []
+  const setup = await amqp.connect(URL_)
+  conns.push(setup)
+  const sch = await setup.createChannel()
+  await sch.assertExchange(exchange, 'topic', { durable: true })
+  for (const h of hops) {
+    await sch.assertQueue(`asya-${h}`, { durable: true })
+    await sch.bindQueue(`asya-${h}`, exchange, h)
+  }
+  for (let i = 0; i < 3; i++) {
+    const c = await amqp.connect(URL_)
+    conns.push(c)
+    const cons = await c.createChannel()
+    const pub = await c.createConfirmChannel()
+    await cons.prefetch(1)
+    const next = hops[i + 1] as string
+    await cons.consume(`asya-${hops[i]}`, (m) => {
+      if (!m) return
+      pub.publish(exchange, next, m.content, { persistent: true, mandatory: true }, (err) => {
+        if (!err) cons.ack(m)
+      })
+    })
+  }
+  let arrived: (() => void) | undefined
+  const endCh = await setup.createChannel()
+  await endCh.consume(`asya-${hops[3]}`, (m) => {
+    if (!m) return
+    endCh.ack(m)
+    arrived?.()
+  })
+  const pub = await setup.createConfirmChannel()
+  const body = Buffer.from(JSON.stringify({ id: 'x', route: { actors: ['a'], current: 0 }, payload: PAYLOAD }))
+  const lat: number[] = []
+  for (let i = 0; i < n + 20; i++) {
+    const done = new Promise<void>((r) => (arrived = r))
+    const s = performance.now()
+    pub.publish(exchange, hops[0] as string, body, { persistent: true })
+    await done
+    if (i >= 20) lat.push(performance.now() - s)
+  }
+  for (const h of hops) await sch.deleteQueue(`asya-${h}`).catch(() => undefined)
+  await sch.deleteExchange(exchange).catch(() => undefined)
+  for (const c of conns) await c.close().catch(() => undefined)
+  lat.sort((a, b) => a - b)
+  return { p50: pct(lat, 50), p99: pct(lat, 99) }
+}
+
 /** Runtime alone: sequential round-trips of one echo runtime through RuntimeClient. */
-async function runtimeAlone(n: number): Promise<{ rate: number; p50: number }> {
+async function runtimeAlone(n: number): Promise<{ rate: number; p50: number; p99: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'asya-bench-rt-'))
   const rp = new RuntimeProcess({ handler: 'sidecar_handlers.echo', socketDir: dir, pythonPath: [HANDLERS], env: { ASYA_LOG_LEVEL: 'WARNING' } })
   await rp.start()
@@ -101,7 +155,7 @@ async function runtimeAlone(n: number): Promise<{ rate: number; p50: number }> {
   await rp.stop()
   rmSync(dir, { recursive: true, force: true })
   lat.sort((a, b) => a - b)
-  return { rate, p50: pct(lat, 50) }
+  return { rate, p50: pct(lat, 50), p99: pct(lat, 99) }
 }
 
 function procStats(pid: number): { rssMb: number; cpuTicks: number } {
@@ -115,7 +169,17 @@ function procStats(pid: number): { rssMb: number; cpuTicks: number } {
   }
 }
 
-async function pipeline(n: number): Promise<{ rate: number; p50: number; p99: number; maxRssMb: number; cpuPct: number }> {
+interface PipelineResult {
+  rate: number
+  loadedP50: number
+  loadedP99: number
+  p50: number
+  p99: number
+  maxRssMb: number
+  cpuPct: number
+}
+
+async function pipeline(n: number): Promise<PipelineResult> {
   const tag = randomBytes(3).toString('hex')
   const exchange = `bench-pipe-${tag}`
   const actors = [`echo1-${tag}`, `echo2-${tag}`, `echo3-${tag}`]
@@ -143,6 +207,7 @@ async function pipeline(n: number): Promise<{ rate: number; p50: number; p99: nu
         ASYA_SOCKET_DIR: dir,
         ASYA_METRICS_ADDR: '127.0.0.1:0',
         ASYA_LOG_LEVEL: 'warn',
+        ...(process.env.BENCH_PREFETCH ? { ASYA_RABBITMQ_PREFETCH: process.env.BENCH_PREFETCH } : {}),
       },
       stdio: ['ignore', 'ignore', 'inherit'],
     })
@@ -155,6 +220,7 @@ async function pipeline(n: number): Promise<{ rate: number; p50: number; p99: nu
   let resolve!: () => void
   let done = new Promise<void>((r) => (resolve = r))
   let target = 1
+  let onArrival: (() => void) | undefined
   await client.consume(
     happyEnd,
     async (d) => {
@@ -162,6 +228,7 @@ async function pipeline(n: number): Promise<{ rate: number; p50: number; p99: nu
       const s = sentAt.get(id)
       if (s !== undefined) lat.push(performance.now() - s)
       await d.ack()
+      onArrival?.()
       if (++got === target) resolve()
     },
     { prefetch: 500 },
@@ -191,19 +258,35 @@ async function pipeline(n: number): Promise<{ rate: number; p50: number; p99: nu
   const sampler = setInterval(() => {
     for (const c of sidecars) maxRss = Math.max(maxRss, procStats(c.pid ?? 0).rssMb)
   }, 200)
-  const t0 = performance.now()
-  // Open loop in batches so the end-to-end latency includes queueing, as in production bursts.
-  for (let i = 0; i < n; i += 200) {
-    const batch = []
-    for (let j = i; j < Math.min(n, i + 200); j++) {
-      sentAt.set(`m${j}`, performance.now())
-      batch.push(client.publish(actors[0] as string, env(`m${j}`)))
-    }
-    await Promise.all(batch)
+  // Closed loop: WINDOW envelopes in flight; each arrival sends the next.
+  let sent = 0
+  const sendNext = (): void => {
+    if (sent >= n) return
+    const id = `m${sent++}`
+    sentAt.set(id, performance.now())
+    void client.publish(actors[0] as string, env(id))
   }
+  onArrival = sendNext
+  const t0 = performance.now()
+  for (let i = 0; i < WINDOW; i++) sendNext()
   await done
   const secs = (performance.now() - t0) / 1000
   clearInterval(sampler)
+  onArrival = undefined
+  const throughputLat = [...lat].sort((a, b) => a - b)
+  // Latency: one envelope at a time, so it is the pipeline's own latency, not queueing.
+  const seqLat: number[] = []
+  for (let i = 0; i < LATENCY_N; i++) {
+    lat.length = 0
+    got = 0
+    target = 1
+    done = new Promise<void>((r) => (resolve = r))
+    sentAt.set(`l${i}`, performance.now())
+    await client.publish(actors[0] as string, env(`l${i}`))
+    await done
+    if (lat[0] !== undefined) seqLat.push(lat[0])
+  }
+  seqLat.sort((a, b) => a - b)
   const after = sidecars.map((c) => procStats(c.pid ?? 0))
   const ticks = after.reduce((s, a, i) => s + a.cpuTicks - (before[i]?.cpuTicks ?? 0), 0) / sidecars.length
   const cpuPct = (ticks / 100 / secs) * 100
@@ -216,8 +299,15 @@ async function pipeline(n: number): Promise<{ rate: number; p50: number; p99: nu
   }
   await client.close()
   for (const d of dirs) rmSync(d, { recursive: true, force: true })
-  lat.sort((a, b) => a - b)
-  return { rate: n / secs, p50: pct(lat, 50), p99: pct(lat, 99), maxRssMb: maxRss, cpuPct }
+  return {
+    rate: n / secs,
+    loadedP50: pct(throughputLat, 50),
+    loadedP99: pct(throughputLat, 99),
+    p50: pct(seqLat, 50),
+    p99: pct(seqLat, 99),
+    maxRssMb: maxRss,
+    cpuPct,
+  }
 }
 
 async function main(): Promise<void> {
@@ -230,28 +320,38 @@ async function main(): Promise<void> {
     log(`raw relay prefetch ${p}: ${raw[p]?.toFixed(0)}/s`)
   }
   const bestRaw = Math.max(...Object.values(raw))
+  const rawLat = await rawRelayLatency(LATENCY_N)
+  log(`raw relay latency (3 hops, one at a time): p50 ${rawLat.p50.toFixed(2)} ms p99 ${rawLat.p99.toFixed(2)} ms`)
   const rt = await runtimeAlone(Math.min(N, 5000))
   log(`runtime alone: ${rt.rate.toFixed(0)}/s p50 ${rt.p50.toFixed(3)} ms`)
   const p = await pipeline(N)
-  log(`pipeline: ${p.rate.toFixed(0)}/s p50 ${p.p50.toFixed(1)} ms p99 ${p.p99.toFixed(1)} ms rss ${p.maxRssMb.toFixed(0)} MB cpu ${p.cpuPct.toFixed(0)}%`)
+  log(`pipeline: ${p.rate.toFixed(0)}/s; one at a time p50 ${p.p50.toFixed(2)} p99 ${p.p99.toFixed(2)} ms; rss ${p.maxRssMb.toFixed(0)} MB cpu ${p.cpuPct.toFixed(0)}%`)
   const limit = Math.min(bestRaw, rt.rate)
+  const addedP50 = (p.p50 - rawLat.p50 - 3 * rt.p50) / 3
+  const addedP99 = (p.p99 - rawLat.p99 - 3 * rt.p99) / 3
   console.log(`## Pipeline: 3 echo actors on RabbitMQ
 
-Method: ${N} envelopes of ~1 KB sent in bursts of 200 (after 500 warm-up) through 3 echo actors
-(each: a real \`asya_runtime.py\` + a sidecar process running compiled \`dist/sidecar/main.js\`,
-default prefetch 2) to a happy-end queue consumed by the bench. RabbitMQ on the same host.
-Baselines in the same run: the raw relay (plain amqplib, consume → publish persistent with
-confirm → ack, 3 hops, same message count) at prefetch 1/8/32, and one runtime's round-trip rate
-through \`RuntimeClient\` (sequential, 1 KB). Reproduce: \`npm run bench -- pipeline\` (BENCH_N).
+Method: ${N} envelopes of ~1 KB through 3 echo actors (each: a real \`asya_runtime.py\` + a sidecar
+process running compiled \`dist/sidecar/main.js\` with default settings) to a happy-end queue
+consumed by the bench; RabbitMQ on the same host. Throughput: closed loop with ${WINDOW} envelopes in
+flight, after 500 warm-up envelopes. Latency: ${LATENCY_N} envelopes one at a time (no queueing).
+Baselines in the same run: the raw relay (plain amqplib: consume → publish persistent with confirm →
+ack, 3 hops) at prefetch 1/8/32 for throughput and at prefetch 1 one-at-a-time for latency, and one
+runtime's round-trip rate through \`RuntimeClient\` (sequential, 1 KB). Sidecar-added latency per
+hop = (pipeline − raw relay − 3 × runtime round-trip) / 3. Reproduce: \`npm run bench -- pipeline\`
+(BENCH_N, BENCH_WINDOW, BENCH_PREFETCH).
 
 | measurement | value |
 |---|---|
-| raw relay, prefetch 1 / 8 / 32 | ${raw[1]?.toFixed(0)} / ${raw[8]?.toFixed(0)} / ${raw[32]?.toFixed(0)} envelopes/s |
-| runtime alone (1 KB, sequential) | ${rt.rate.toFixed(0)} round-trips/s, p50 ${rt.p50.toFixed(3)} ms |
+| raw relay throughput, prefetch 1 / 8 / 32 | ${raw[1]?.toFixed(0)} / ${raw[8]?.toFixed(0)} / ${raw[32]?.toFixed(0)} envelopes/s |
+| runtime alone (1 KB, sequential) | ${rt.rate.toFixed(0)} round-trips/s, p50 ${rt.p50.toFixed(3)} ms, p99 ${rt.p99.toFixed(3)} ms |
 | limit = min(best raw relay, runtime alone) | ${limit.toFixed(0)} envelopes/s |
-| **pipeline throughput** | **${p.rate.toFixed(0)} envelopes/s (${((p.rate / limit) * 100).toFixed(0)} % of the limit)** |
-| end-to-end latency p50 / p99 (3 hops, incl. queueing in bursts of 200) | ${p.p50.toFixed(1)} / ${p.p99.toFixed(1)} ms |
-| sidecar RSS (max of 3, sampled every 200 ms) | ${p.maxRssMb.toFixed(0)} MB |
+| **pipeline throughput** | **${p.rate.toFixed(0)} envelopes/s (${((p.rate / limit) * 100).toFixed(0)} % of the limit; target ≥ 70 %)** |
+| latency under that load p50 / p99 (${WINDOW} in flight) | ${p.loadedP50.toFixed(1)} / ${p.loadedP99.toFixed(1)} ms |
+| raw relay latency, 3 hops, one at a time, p50 / p99 | ${rawLat.p50.toFixed(2)} / ${rawLat.p99.toFixed(2)} ms |
+| pipeline latency, 3 hops, one at a time, p50 / p99 | ${p.p50.toFixed(2)} / ${p.p99.toFixed(2)} ms |
+| **sidecar-added latency per hop p50 / p99** | **${addedP50.toFixed(2)} / ${addedP99.toFixed(2)} ms (target p99 ≤ 1 ms)** |
+| sidecar RSS under load (max of 3, sampled every 200 ms) | ${p.maxRssMb.toFixed(0)} MB (target ≤ 60 MB) |
 | sidecar CPU (mean of 3) | ${p.cpuPct.toFixed(0)} % of one core |
 `)
 }

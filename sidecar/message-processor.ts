@@ -13,6 +13,7 @@ import type { SidecarConfig } from './config.js'
 import { errorEnvelopeFor, errorEnvelopeForRaw, routeResults, type ErrorInfo, type FailureReason } from './envelopes.js'
 import type { SidecarMetrics } from './metrics.js'
 import type { RuntimeGate } from './runtime-gate.js'
+import type { PrefetchWindow } from './prefetch-window.js'
 
 /** Transport header: hops made so far (hop limit, SPEC §11.7). */
 export const HOPS_HEADER = 'x-asya-hops'
@@ -35,6 +36,8 @@ export interface ProcessorDeps {
   metrics: SidecarMetrics
   logger: Logger
   isDraining: () => boolean
+  /** Widens the delivery window while outputs are publishing (see prefetch-window.ts). */
+  window?: PrefetchWindow
   onEvent?: (e: SidecarEvent) => void
 }
 
@@ -226,6 +229,7 @@ export class MessageProcessor {
     env: Envelope | undefined,
     reason?: FailureReason,
   ): Promise<void> {
+    this.d.window?.enter(delivery)
     const alreadySent = new Set((delivery.headers[SENT_HEADER] ?? '').split(',').filter((s) => s !== '').map(Number))
     const transportName = this.d.transport.name
     const results = await Promise.allSettled(
@@ -288,6 +292,7 @@ export class MessageProcessor {
     const { config } = this.d
     // Infrastructure problems back off from 1 s whatever the handler policy says.
     const delayMs = backoffDelay(delivery.attempt, { initialMs: infrastructure ? 1000 : config.retryBackoffMs, maxMs: config.retryBackoffMaxMs })
+    await this.d.window?.leave(delivery)
     try {
       await delivery.retry(delayMs, { reason, error: message, ...(headers ? { headers } : {}) })
     } catch (err) {
@@ -302,6 +307,7 @@ export class MessageProcessor {
   }
 
   private async deadLetter(delivery: Delivery, reason: FailureReason, message: string, log: Logger, id: string | undefined): Promise<void> {
+    await this.d.window?.leave(delivery)
     try {
       await delivery.deadLetter({ reason, error: message, attempts: delivery.attempt })
     } catch (err) {
@@ -316,6 +322,8 @@ export class MessageProcessor {
   }
 
   private async ack(delivery: Delivery, log: Logger): Promise<void> {
+    // Shrink the window before the ack frees the slot (no hoarding behind a long runtime call).
+    await this.d.window?.leave(delivery)
     try {
       await delivery.ack()
     } catch (err) {

@@ -12,6 +12,7 @@ import type { Delivery, Subscription, Transport } from '../src/transport/transpo
 import type { SidecarConfig } from './config.js'
 import { HealthServer } from './health-server.js'
 import { MessageProcessor, type SidecarEvent } from './message-processor.js'
+import { PrefetchWindow } from './prefetch-window.js'
 import { SidecarMetrics } from './metrics.js'
 import { RuntimeGate } from './runtime-gate.js'
 
@@ -36,6 +37,7 @@ export class Sidecar {
   private readonly logger: Logger
   private readonly gate: RuntimeGate
   private readonly processor: MessageProcessor
+  private readonly window: PrefetchWindow
   private readonly health: HealthServer | undefined
   private subscription: Subscription | undefined
   private readonly inFlight = new Set<Promise<void>>()
@@ -50,6 +52,7 @@ export class Sidecar {
     this.logger = o.logger
     this.metrics = new SidecarMetrics(o.config.metricsNamespace, o.registry ?? new Registry(), { defaultMetrics: o.registry === undefined })
     this.runtime = new RuntimeClient({ socketDir: o.config.socketDir, timeoutMs: o.config.runtimeTimeoutMs })
+    this.window = new PrefetchWindow(o.config.prefetch)
     this.gate = new RuntimeGate(this.runtime, o.config.runtimeReadyTimeoutMs, o.logger, (err) => (o.onFatal ?? (() => undefined))(err))
     this.processor = new MessageProcessor({
       config: o.config,
@@ -59,6 +62,7 @@ export class Sidecar {
       metrics: this.metrics,
       logger: o.logger,
       isDraining: () => this.draining,
+      window: this.window,
       ...(o.onEvent ? { onEvent: o.onEvent } : {}),
     })
     if (o.serveHttp ?? true) {
@@ -95,6 +99,7 @@ export class Sidecar {
     await this.gate.start(this.startAbort.signal)
     if (this.draining) return
     this.subscription = await this.transport.consume(config.actorName, (d) => this.onDelivery(d), { prefetch: config.prefetch })
+    this.window.attach(this.subscription)
     logger.info({ queue: `asya-${config.actorName}`, prefetch: config.prefetch, end_actor: config.isEndActor }, 'consuming')
   }
 

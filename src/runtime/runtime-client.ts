@@ -67,13 +67,14 @@ export class RuntimeClient {
       let received = 0
       let expected = -1
       const sock: Socket = connect(this.socketPath)
-      const finish = (err: Error | undefined, value?: RuntimeResponse): void => {
+      // Errors are built lazily (`() => Error`): capturing a stack per successful call is waste.
+      const finish = (err: Error | (() => Error) | undefined, value?: RuntimeResponse): void => {
         if (settled) return
         settled = true
         clearTimeout(timer)
         o.signal?.removeEventListener('abort', onAbort)
         sock.destroy()
-        if (err) reject(err)
+        if (err) reject(typeof err === 'function' ? err() : err)
         else resolve(value as RuntimeResponse)
       }
       const timer = setTimeout(() => {
@@ -87,8 +88,11 @@ export class RuntimeClient {
         connected = true
         const header = Buffer.allocUnsafe(4)
         header.writeUInt32BE(body.length, 0)
+        // One writev for header + body, without copying a large body.
+        sock.cork()
         sock.write(header)
         sock.write(body)
+        sock.uncork()
       })
       sock.on('data', (chunk: Buffer) => {
         chunks.push(chunk)
@@ -116,7 +120,7 @@ export class RuntimeClient {
         }
       })
       sock.on('close', () => {
-        finish(new AsyaError('ASYA_ERR_RUNTIME_CONNECTION', `runtime closed the connection after ${received} of ${expected < 0 ? '?' : expected + 4} bytes`))
+        finish(() => new AsyaError('ASYA_ERR_RUNTIME_CONNECTION', `runtime closed the connection after ${received} of ${expected < 0 ? '?' : expected + 4} bytes`))
       })
     })
   }

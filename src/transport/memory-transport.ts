@@ -170,6 +170,10 @@ export class MemoryTransport implements Transport {
       cancel: async () => {
         this.removeConsumer(entry)
       },
+      setPrefetch: async (n: number) => {
+        c.prefetch = Math.max(1, n)
+        queueMicrotask(() => this.broker.dispatch(q))
+      },
     }
   }
 

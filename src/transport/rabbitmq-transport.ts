@@ -333,6 +333,11 @@ export class RabbitMqTransport implements Transport {
         const { channel, consumerTag } = record
         if (channel && consumerTag) await channel.cancel(consumerTag).catch(() => undefined)
       },
+      setPrefetch: async (n: number) => {
+        // Kept for re-subscriptions; basic.qos RPCs on one channel are applied in call order.
+        record.prefetch = Math.max(1, n)
+        await record.channel?.prefetch(record.prefetch).catch(() => undefined)
+      },
     }
   }
 

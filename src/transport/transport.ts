@@ -83,6 +83,12 @@ export interface ConsumeOptions {
 export interface Subscription {
   /** Stops new deliveries. Deliveries already handed out can still be settled. */
   cancel(): Promise<void>
+  /**
+   * Changes the bound of unsettled deliveries. Resolves once the broker applies it, so a lowered
+   * bound is in force before any later ack frees a slot. Optional: transports without a
+   * broker-side window (SQS) leave it out.
+   */
+  setPrefetch?(prefetch: number): Promise<void>
 }
 
 export interface PublishOptions {

@@ -244,3 +244,26 @@ t.test('10 MB payload through two actors', async (t) => {
   const env = json(await happy.next(60_000))
   t.equal(env.payload.blob.length, blob.length, '10 MB intact')
 })
+
+t.test('no hoarding: with long handler calls at most one message waits behind the one in the runtime', async (t) => {
+  const n = `hoard-${rand()}`
+  let sent = 0
+  let resolveFirst!: () => void
+  const first = new Promise<void>((r) => (resolveFirst = r))
+  const a = await startActor({
+    name: n,
+    handler: 'slow',
+    world,
+    transport: await transport(),
+    onEvent: (e) => {
+      if (e.type === 'sent' && ++sent === 1) resolveFirst()
+    },
+  })
+  actors.push(a)
+  for (let i = 0; i < 6; i++) await client.publish(n, envelope(`h${i}-${n}`, [n], { sleep: 1 }))
+  await first
+  // The window widened while message 0 was publishing and must have shrunk again before its ack:
+  // now one message is in the runtime and one waits, so 6 - 1 done - 2 held = 3 stay in the queue.
+  await new Promise((r) => setTimeout(r, 400))
+  t.equal(await client.messageCount(n), 3, 'the other replicas can still take the rest')
+})
