@@ -24,7 +24,7 @@ export function rand(): string {
 
 /** Transport-related sidecar env for a test "world" (one exchange, own end actors). */
 export interface World {
-  transport: 'memory' | 'rabbitmq'
+  transport: 'memory' | 'rabbitmq' | 'sqs'
   exchange: string
   happyEnd: string
   errorEnd: string
@@ -42,6 +42,24 @@ export function rabbitWorld(): World {
       ASYA_RABBITMQ_EXCHANGE: w.exchange,
       ASYA_ACTOR_HAPPY_END: w.happyEnd,
       ASYA_ACTOR_ERROR_END: w.errorEnd,
+    },
+  }
+}
+
+export function sqsWorld(endpoint: string, region = 'us-east-1'): World {
+  const id = rand()
+  return {
+    transport: 'sqs',
+    exchange: '',
+    happyEnd: `happy-${id}`,
+    errorEnd: `error-${id}`,
+    env: {
+      ASYA_TRANSPORT: 'sqs',
+      ASYA_AWS_REGION: region,
+      ASYA_SQS_ENDPOINT: endpoint,
+      ASYA_SQS_WAIT_TIME_SECONDS: '1',
+      ASYA_ACTOR_HAPPY_END: `happy-${id}`,
+      ASYA_ACTOR_ERROR_END: `error-${id}`,
     },
   }
 }

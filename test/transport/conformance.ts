@@ -167,7 +167,7 @@ export function runTransportConformance(target: ConformanceTarget): void {
     const tr = await make()
     const a = randomActor()
     await tr.ensureQueue(a)
-    const body = Buffer.from('not json at all \u0000')
+    const body = Buffer.from('not json at all ✗ {')
     await tr.publish(a, body, { headers: { 'x-trace': 't1' } })
     const inbox = new Inbox()
     const sub = await tr.consume(a, inbox.push, { prefetch: 1 })

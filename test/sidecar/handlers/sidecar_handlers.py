@@ -77,3 +77,8 @@ def maybe_fail_end(payload):
     if isinstance(payload, dict) and payload.get("fail"):
         raise RuntimeError("could not persist")
     return None
+
+
+def inflate(payload):
+    """Returns a result of payload['bytes'] bytes (to cross transport size limits)."""
+    return {"blob": "z" * int(payload["bytes"])}

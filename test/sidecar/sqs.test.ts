@@ -1,0 +1,88 @@
+/** The sidecar on SQS (fauxqs), real runtimes: routing, fan-out, retries, error-end, DLQ, size limit. */
+import t from 'tap'
+import { SqsTransport } from '../../src/transport/sqs-transport.js'
+import { TRANSPORT_HEADERS, type Transport } from '../../src/transport/transport.js'
+import { Inbox } from '../transport/conformance.js'
+import { SQS_TEST_CREDENTIALS, startSqsServer } from '../support/sqs-server.js'
+import { envelope, json, rand, sqsWorld, startActor, type TestActor } from '../support/actor-harness.js'
+
+const server = await startSqsServer()
+const world = sqsWorld(server.endpoint, server.region)
+const transports: Transport[] = []
+const actors: TestActor[] = []
+async function transport(): Promise<Transport> {
+  const tr = new SqsTransport({ region: server.region, endpoint: server.endpoint, credentials: SQS_TEST_CREDENTIALS, waitTimeSeconds: 1, visibilityTimeoutSeconds: 40 })
+  await tr.connect()
+  transports.push(tr)
+  return tr
+}
+const client = await transport()
+await client.ensureQueue(world.happyEnd)
+await client.ensureQueue(world.errorEnd)
+const happy = new Inbox()
+const errors = new Inbox()
+await client.consume(world.happyEnd, happy.push, { prefetch: 10 })
+await client.consume(world.errorEnd, errors.push, { prefetch: 10 })
+
+t.teardown(async () => {
+  for (const a of actors) await a.stop().catch(() => undefined)
+  for (const tr of transports) await tr.close().catch(() => undefined)
+  await server.stop()
+})
+
+async function actor(name: string, handler: string, env: Record<string, string> = {}): Promise<TestActor> {
+  const a = await startActor({ name, handler, world, transport: await transport(), env })
+  actors.push(a)
+  return a
+}
+
+t.test('two actors, fan-out, headers: 20 envelopes reach happy-end', async (t) => {
+  const id = rand()
+  const names = [`s1-${id}`, `s2-${id}`]
+  await actor(names[0] as string, 'tag')
+  await actor(names[1] as string, 'fanout3')
+  for (let i = 0; i < 20; i++) await client.publish(names[0] as string, envelope(`q${i}-${id}`, names, { i }, { headers: { trace: `T${i}` } }))
+  const ids = new Set<string>()
+  for (let i = 0; i < 60; i++) {
+    const d = await happy.next(60_000)
+    const e = json(d)
+    ids.add(e.id)
+    t.equal(e.headers.trace.startsWith('T'), true)
+    await d.ack()
+  }
+  t.equal(ids.size, 60, '20 × 3 children, distinct ids')
+})
+
+t.test('handler error: retries then error-end; poison dead-lettered with attributes', async (t) => {
+  const n = `sf-${rand()}`
+  await actor(n, 'fail', { ASYA_MAX_RETRIES: '1', ASYA_RETRY_BACKOFF: '100ms' })
+  await client.publish(n, envelope(`f-${n}`, [n], { v: 1 }))
+  const e = json(await errors.next(60_000))
+  t.equal(e.payload.details.reason, 'processing_error')
+  t.equal(e.payload.details.attempts, 2, 'one retry (re-sent with a delay), then error-end')
+  // A message redelivered past every budget (here: attempt header says so) goes to the DLQ.
+  const p = `sp-${rand()}`
+  await actor(p, 'echo', { ASYA_DELIVERY_LIMIT: '1' })
+  await client.publish(p, envelope(`p-${p}`, [p], 1), { headers: { [TRANSPORT_HEADERS.attempt]: '5' } })
+  const dlq = new Inbox()
+  await client.consume(`${p}-dlq`, dlq.push, { prefetch: 1 })
+  const d = await dlq.next(60_000)
+  t.equal(d.headers[TRANSPORT_HEADERS.reason], 'delivery_limit')
+  t.equal(d.headers[TRANSPORT_HEADERS.actor], p)
+  await d.ack()
+})
+
+t.test('a result over the SQS limit goes to error-end as payload_too_large, not truncated', async (t) => {
+  const n = `sbig-${rand()}`
+  await actor(n, 'inflate')
+  await client.publish(n, envelope(`ok-${n}`, [n], { bytes: 200_000 }))
+  const d = await happy.next(60_000)
+  t.equal(json(d).payload.blob.length, 200_000, 'under the limit passes')
+  await d.ack()
+  await client.publish(n, envelope(`big-${n}`, [n], { bytes: 300_000 }))
+  const e = json(await errors.next(60_000))
+  t.equal(e.id, `big-${n}`)
+  t.equal(e.payload.details.reason, 'payload_too_large')
+  t.match(e.payload.details.message, /256 KiB/)
+  t.same(e.payload.original_payload, { bytes: 300_000 })
+})

@@ -1,0 +1,23 @@
+import t from 'tap'
+import { SqsTransport } from '../../src/transport/sqs-transport.js'
+import { runTransportConformance } from './conformance.js'
+import { SQS_TEST_CREDENTIALS, startSqsServer, type SqsTestServer } from '../support/sqs-server.js'
+
+let server: SqsTestServer | undefined
+const ready = startSqsServer().then((s) => (server = s))
+t.before(async () => {
+  await ready
+})
+
+runTransportConformance({
+  name: 'sqs',
+  create: async () => {
+    const s = server ?? (await ready)
+    const tr = new SqsTransport({ region: s.region, endpoint: s.endpoint, credentials: SQS_TEST_CREDENTIALS, waitTimeSeconds: 1, visibilityTimeoutSeconds: 30 })
+    await tr.connect()
+    return tr
+  },
+  teardown: async () => {
+    await server?.stop()
+  },
+})
