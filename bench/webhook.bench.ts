@@ -9,7 +9,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import Fastify from 'fastify'
@@ -166,6 +166,7 @@ if (process.argv[2] === '--serve') {
   const actorResponseBytes = await responseSize(urls.webhook, actorBody, join(dir, 'ca.crt'))
   // Warm-up (JIT, TLS session setup) not recorded.
   await autocannon({ url: `${urls.webhook}/mutate`, method: 'POST', headers: { 'content-type': 'application/json' }, body: actorBody, connections: CONNECTIONS, duration: 2 })
+  const loadBefore = loadavg()[0] ?? 0
   const runs: Run[] = []
   runs.push(await cannon('baseline: bare Fastify HTTPS route, answers allowed', urls.baseline, actorBody))
   runs.push(await cannon('baseline: bare route answering the precomputed actor-pod response', `${urls.baseline}/canned`, actorBody))
@@ -186,6 +187,7 @@ if (process.argv[2] === '--serve') {
     `process pinned to one core; autocannon (${CONNECTIONS} keep-alive connections, ${DURATION} s per run, after a 2 s warm-up) on the other.`,
     `TLS 1.3 with an ECDSA P-256 serving cert from webhook/certs.ts. AdmissionReview bodies: actor pod ${actorBody.length} B, non-actor pod ${plainBody.length} B;`,
     `response for the actor pod ${actorResponseBytes} B (the base64 JSON Patch), for the others about 120 B.`,
+    `1-minute load average of the machine: ${loadBefore.toFixed(2)} before, ${(loadavg()[0] ?? 0).toFixed(2)} after (other work on a shared machine shows up in the tails).`,
     '',
     'The baselines are one bare route answering a tiny `allowed` review and one answering the webhook\'s own actor-pod response bytes',
     '(precomputed), so the gap between that baseline and the webhook row is the injection work itself.',
