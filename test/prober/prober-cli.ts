@@ -34,8 +34,17 @@ if (values.against) {
 } else {
   const names = values.scenario ? [values.scenario] : Object.keys(SCENARIOS)
   for (const name of names) {
-    const result = await runScenario(name, { long: values.long, transport: values.transport as 'rabbitmq' | 'sqs' })
-    console.log(formatReport(name, result.report) + (result.problems.length ? ` PROBLEMS: ${result.problems.join('; ')}` : ''))
+    const result = await runScenario(name, {
+      long: values.long,
+      transport: values.transport as 'rabbitmq' | 'sqs',
+      ...(values.count ? { n: Number(values.count) } : {}),
+    })
+    const destroyed = result.extra['destroyedByDelete']
+    console.log(
+      formatReport(name, result.report) +
+        (destroyed !== undefined ? ` destroyed_by_queue_delete=${String(destroyed)}` : '') +
+        (result.problems.length ? ` PROBLEMS: ${result.problems.join('; ')}` : ''),
+    )
     if (result.problems.length > 0) failed = true
   }
 }
