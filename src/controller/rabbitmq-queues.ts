@@ -5,18 +5,12 @@ import type { Logger } from '../logger.js'
 import type { QueueProvisioner, QueueRemoval } from './queues.js'
 
 export interface RabbitQueuesOptions {
-  /** amqp(s):// URL; credentials must already be percent-encoded (see {@link amqpUrl}). */
+  /** amqp(s):// URL; credentials must already be percent-encoded (transport/rabbitmq-transport amqpUrl). */
   url: string
   exchange: string
   /** Declares the actor's queue, DLQ and binding with the sidecars' exact arguments. */
   declare: (ch: Channel, actor: string, exchange: string) => Promise<void>
   logger: Logger
-}
-
-/** Builds an AMQP URL with every credential part escaped (SPEC §11.14). */
-export function amqpUrl(o: { host: string; port: number; vhost: string; username: string; password: string; tls?: boolean }): string {
-  const vhost = o.vhost === '/' ? '%2F' : encodeURIComponent(o.vhost)
-  return `${o.tls ? 'amqps' : 'amqp'}://${encodeURIComponent(o.username)}:${encodeURIComponent(o.password)}@${o.host}:${o.port}/${vhost}`
 }
 
 /** AMQP reply code of a channel error (406 PRECONDITION_FAILED, 404 NOT_FOUND, ...). */

@@ -7,8 +7,9 @@ import type { ControllerSettings } from './config.js'
 import { Controller } from './controller.js'
 import type { ScalerConfig, SqsScalerConfig } from './keda.js'
 import type { QueueProvisioner, QueueTransport } from './queues.js'
-import { rabbitDeclare } from './rabbitmq-declare.js'
-import { RabbitQueues, amqpUrl } from './rabbitmq-queues.js'
+import { declareActorTopology } from '../transport/rabbitmq-topology.js'
+import { amqpUrl } from '../transport/rabbitmq-transport.js'
+import { RabbitQueues } from './rabbitmq-queues.js'
 import { SqsQueues } from './sqs-queues.js'
 
 /** Transport settings the controller needs (a projection of the system process config). */
@@ -56,7 +57,7 @@ export function createController(o: {
   let sqsClient: SQSClient | undefined
   if (tr.rabbitmq) {
     const r = tr.rabbitmq
-    queues.rabbitmq = new RabbitQueues({ url: amqpUrl(r), exchange: r.exchange, declare: rabbitDeclare, logger: o.logger })
+    queues.rabbitmq = new RabbitQueues({ url: amqpUrl(r), exchange: r.exchange, declare: declareActorTopology, logger: o.logger })
   }
   if (tr.sqs) {
     sqsClient = new SQSClient({ region: tr.sqs.region, ...(tr.sqs.endpoint ? { endpoint: tr.sqs.endpoint } : {}) })

@@ -6,7 +6,7 @@ import { Controller, type ControllerOptions } from '../../src/controller/control
 import { makeKubeApis, type KubeApis } from '../../src/controller/kube.js'
 import { RabbitQueues } from '../../src/controller/rabbitmq-queues.js'
 import { createLogger } from '../../src/logger.js'
-import { rabbitDeclare } from '../../src/controller/rabbitmq-declare.js'
+import { declareActorTopology as rabbitDeclare } from '../../src/transport/rabbitmq-topology.js'
 import { startMiniKube as startKubeApiServer } from './mini-kube.js'
 
 export const AMQP_URL = process.env.ASYA_TEST_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672'

@@ -3,7 +3,7 @@ import { WorkQueue } from '../../src/controller/work-queue.js'
 import { buildScaledObject, buildTriggerAuth, matches, nameProblems, type ScalerConfig, type WorkloadRef } from '../../src/controller/keda.js'
 import { readWorkloadSettings } from '../../src/controller/settings.js'
 import { actorOwner } from '../../src/controller/workload.js'
-import { amqpUrl } from '../../src/controller/rabbitmq-queues.js'
+import { amqpUrl } from '../../src/transport/rabbitmq-transport.js'
 
 const ref: WorkloadRef = { kind: 'Deployment', namespace: 'ns1', name: 'echo', uid: 'u-1' }
 const scaling = { minReplicas: 0, maxReplicas: 50, queueLength: 5, pollingInterval: 10, cooldownPeriod: 60 }
