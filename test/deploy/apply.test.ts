@@ -1,0 +1,207 @@
+/**
+ * The rendered dev overlay (base included), applied with the real kubectl to the Kubernetes API
+ * test server, runs as shipped: the system process started from the applied ConfigMap makes its own
+ * CA and caBundle, the example Deployment (labelled by the example-actor patch) gets injected pods
+ * and a ScaledObject, and every API request the system process made is allowed by the RBAC we ship.
+ */
+import { execFile, execFileSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import amqp from 'amqplib'
+import t from 'tap'
+import { parseAllDocuments, stringify } from 'yaml'
+import { startSystem } from '../../src/system/main.js'
+import { createLogger } from '../../src/logger.js'
+import { startKubeApiServer, type KObj } from '../k8s/kube-api-server.js'
+import { RABBITMQ_MANAGEMENT, RABBITMQ_URL } from '../support/rabbitmq.js'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const run = promisify(execFile)
+type Rule = { apiGroups?: string[]; resources?: string[]; verbs?: string[]; resourceNames?: string[] }
+
+function render(target: string): KObj[] {
+  const out = execFileSync('kubectl', ['kustomize', join(root, 'deploy', target)], { encoding: 'utf8' })
+  return parseAllDocuments(out).map((d) => d.toJSON() as KObj)
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const v = await fn()
+    if (v !== undefined && v !== false) return v as T
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+/** The RBAC attributes of one API request path, or undefined for non-resource URLs (discovery). */
+export function requestAttributes(method: string, path: string): { verb: string; group: string; resource: string; namespace?: string; name?: string } | undefined {
+  const parts = path.split('/').filter((p) => p !== '')
+  let group: string
+  let rest: string[]
+  if (parts[0] === 'api' && parts[1] === 'v1') [group, rest] = ['', parts.slice(2)]
+  else if (parts[0] === 'apis' && parts.length >= 3) [group, rest] = [parts[1] as string, parts.slice(3)]
+  else return undefined
+  if (rest.length === 0) return undefined
+  let namespace: string | undefined
+  if (rest[0] === 'namespaces' && rest.length >= 3) [namespace, rest] = [rest[1], rest.slice(2)]
+  const [resource, name, sub] = rest as [string, string | undefined, string | undefined]
+  const verb = method === 'WATCH' ? 'watch' : method === 'GET' ? (name ? 'get' : 'list') : method === 'POST' ? 'create' : method === 'PUT' ? 'update' : method === 'PATCH' ? 'patch' : method === 'DELETE' ? (name ? 'delete' : 'deletecollection') : method.toLowerCase()
+  return {
+    verb,
+    group,
+    resource: sub ? `${resource}/${sub}` : resource,
+    ...(namespace !== undefined ? { namespace } : {}),
+    ...(name !== undefined && verb !== 'create' ? { name } : {}),
+  }
+}
+
+function allows(rules: Rule[], a: { verb: string; group: string; resource: string; name?: string }): boolean {
+  return rules.some(
+    (r) =>
+      (r.apiGroups ?? []).includes(a.group) &&
+      (r.resources ?? []).includes(a.resource) &&
+      (r.verbs ?? []).includes(a.verb) &&
+      // Like the real authorizer: resourceNames never grant create, list or watch.
+      (r.resourceNames === undefined || r.resourceNames.length === 0 || (a.name !== undefined && r.resourceNames.includes(a.name))),
+  )
+}
+
+t.test('request attributes', async (t) => {
+  t.same(requestAttributes('GET', '/apis/apps/v1/deployments'), { verb: 'list', group: 'apps', resource: 'deployments' })
+  t.same(requestAttributes('WATCH', '/apis/apps/v1/namespaces/x/deployments'), { verb: 'watch', group: 'apps', resource: 'deployments', namespace: 'x' })
+  t.same(requestAttributes('PUT', '/apis/keda.sh/v1alpha1/namespaces/x/scaledobjects/a'), { verb: 'update', group: 'keda.sh', resource: 'scaledobjects', namespace: 'x', name: 'a' })
+  t.same(requestAttributes('POST', '/api/v1/namespaces/x/secrets'), { verb: 'create', group: '', resource: 'secrets', namespace: 'x' })
+  t.same(requestAttributes('GET', '/api/v1/namespaces/x'), { verb: 'get', group: '', resource: 'namespaces', name: 'x' })
+  t.same(requestAttributes('PATCH', '/apis/apps/v1/namespaces/x/deployments/d/scale'), { verb: 'patch', group: 'apps', resource: 'deployments/scale', namespace: 'x', name: 'd' })
+  t.equal(requestAttributes('GET', '/apis/apps/v1'), undefined, 'discovery is not a resource request')
+  t.notOk(allows([{ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create'], resourceNames: ['ca'] }], { verb: 'create', group: '', resource: 'secrets' }), 'resourceNames do not grant create')
+})
+
+t.test('dev overlay applied with kubectl runs: injected pods, ScaledObject, RBAC sufficient', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'asya-deploy-'))
+  const api = await startKubeApiServer()
+  const exchange = `asya-deploy-${randomBytes(4).toString('hex')}`
+  const actor = `deploy-${randomBytes(4).toString('hex')}`
+  const ns = `ml-${randomBytes(3).toString('hex')}`
+  const kubeconfig = join(dir, 'kubeconfig')
+  writeFileSync(kubeconfig, api.kubeConfig.exportConfig())
+  // Asynchronous on purpose: the API server answers from this process's event loop.
+  const kubectl = async (args: string[], input?: KObj[]): Promise<string> => {
+    const file = join(dir, `m-${randomBytes(4).toString('hex')}.yaml`)
+    if (input) writeFileSync(file, input.map((o) => stringify(o)).join('---\n'))
+    return (await run('kubectl', ['--kubeconfig', kubeconfig, ...args, ...(input ? ['-f', file] : [])], { encoding: 'utf8' })).stdout
+  }
+  let stopSystem: (() => Promise<void>) | undefined
+  t.teardown(async () => {
+    await stopSystem?.()
+    await api.close()
+    rmSync(dir, { recursive: true, force: true })
+    const conn = await amqp.connect(RABBITMQ_URL)
+    const ch = await conn.createChannel()
+    for (const q of [`asya-${actor}`, `asya-${actor}-dlq`]) await ch.deleteQueue(q)
+    await ch.deleteExchange(exchange)
+    await conn.close()
+  })
+
+  const system = render('overlays/dev')
+  t.match(await kubectl(['apply', '--validate=false'], system), /deployment.apps\/asya-system (created|configured)/, 'kubectl apply of the rendered dev overlay')
+  const role = system.filter((o) => o.kind === 'ClusterRole').flatMap((o) => o.rules as Rule[])
+  const nsRole = system.filter((o) => o.kind === 'Role').flatMap((o) => o.rules as Rule[])
+
+  // The example actor, in a namespace of its own and with an actor name of its own (the broker
+  // is shared with other tests), starting at zero replicas: pods come only once the webhook serves.
+  const example = render('overlays/example-actor').map((o) => {
+    const d = structuredClone(o) as KObj & { spec: { replicas: number; template: { metadata: { labels: Record<string, string> } } } }
+    d.metadata.namespace = ns
+    d.spec.replicas = 0
+    d.spec.template.metadata.labels['asya.sh/actor'] = actor
+    return d
+  })
+  const namespace: KObj = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }
+  await kubectl(['apply', '--validate=false'], [namespace, ...example])
+  const deployName = (example[0] as KObj).metadata.name
+
+  // The system process configured the way the applied Deployment configures it: the applied
+  // ConfigMap plus the downward-API variables; only the broker address is the local one.
+  const config = api.get('configmaps', 'asya-system', 'asya-config')
+  t.ok(config, 'ConfigMap applied')
+  const data = (config?.data ?? {}) as Record<string, string>
+  t.equal(data.ASYA_WEBHOOK_CERT_MODE, 'self-managed')
+  const mark = api.requestLog.length
+  const sys = await startSystem({
+    kubeConfig: api.kubeConfig,
+    logger: createLogger('deploy-test', { level: process.env.ASYA_TEST_LOG ?? 'silent' }),
+    env: {
+      ...data,
+      POD_NAME: 'asya-system-0',
+      POD_NAMESPACE: 'asya-system',
+      ASYA_LOG_LEVEL: 'silent',
+      ASYA_RABBITMQ_HOST: '127.0.0.1',
+      ASYA_RABBITMQ_MANAGEMENT_URL: RABBITMQ_MANAGEMENT,
+      ASYA_RABBITMQ_EXCHANGE: exchange,
+      ASYA_WEBHOOK_ADDR: '127.0.0.1:0',
+      ASYA_METRICS_ADDR: '127.0.0.1:0',
+      ASYA_TLS_CERT_FILE: join(dir, 'tls.crt'),
+      ASYA_TLS_KEY_FILE: join(dir, 'tls.key'),
+      ASYA_WEBHOOK_CA_RESYNC: '200ms',
+    },
+  })
+  stopSystem = () => sys.stop()
+  const service = (system.find((o) => o.kind === 'Service') as KObj).metadata
+  const port = new URL(sys.webhookUrl ?? '').port
+  api.setServiceHost(`${service.name}.${service.namespace}.svc:443`, `127.0.0.1:${port}`)
+
+  await waitFor('caBundle patched into the applied MutatingWebhookConfiguration', () => {
+    const mwc = api.get('mutatingwebhookconfigurations', undefined, 'asya-webhook', 'admissionregistration.k8s.io') as (KObj & { webhooks: Array<{ clientConfig: { caBundle?: string } }> }) | undefined
+    return mwc?.webhooks.every((w) => (w.clientConfig.caBundle ?? '') !== '')
+  })
+  await waitFor('readyz', async () => (await fetch(`${sys.metricsUrl}/readyz`)).ok)
+
+  await kubectl(['-n', ns, 'patch', `deployment/${deployName}`, '--type=merge', '-p', '{"spec":{"replicas":2}}'])
+  const pods = await waitFor('two pods of the example Deployment', () => {
+    const p = api.list('pods', ns)
+    return p.length === 2 ? p : undefined
+  })
+  for (const pod of pods) {
+    // The sidecar may be a native sidecar (an init container with restartPolicy Always).
+    const spec = pod.spec as { containers?: Array<{ name: string }>; initContainers?: Array<{ name: string }> }
+    const names = [...(spec.containers ?? []), ...(spec.initContainers ?? [])].map((c) => c.name)
+    t.same(names.sort(), ['asya-sidecar', 'model'], `${pod.metadata.name}: sidecar injected beside the model container`)
+  }
+  const so = await waitFor('ScaledObject', () => api.list('scaledobjects', ns, 'keda.sh')[0])
+  t.equal((so.spec as { scaleTargetRef: { name: string } }).scaleTargetRef.name, deployName, 'ScaledObject targets the example Deployment')
+  t.equal((so.spec as { maxReplicaCount: number }).maxReplicaCount, 10, 'asya.sh/max-replicas from the example patch')
+  await waitFor('asya.sh/status Ready', () => api.get('deployments', ns, deployName, 'apps')?.metadata.annotations?.['asya.sh/status'] === 'Ready')
+
+  // The webhook's own namespace is excluded by the applied namespaceSelector.
+  const podWindowStart = api.requestLog.length
+  await kubectl(['apply', '--validate=false'], [
+    { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'labelled', namespace: 'asya-system', labels: { 'asya.sh/actor': actor } }, spec: { containers: [{ name: 'c', image: 'busybox:1.36' }] } },
+  ])
+  const podWindowEnd = api.requestLog.length
+  const excluded = api.get('pods', 'asya-system', 'labelled')
+  const exSpec = excluded?.spec as { containers?: Array<{ name: string }>; initContainers?: Array<{ name: string }> } | undefined
+  t.same([...(exSpec?.containers ?? []), ...(exSpec?.initContainers ?? [])].map((c) => c.name), ['c'], 'no injection in asya-system')
+
+  await sys.stop()
+  stopSystem = undefined
+  // Every resource request since the system started, except the test's own kubectl calls (the
+  // excluded pod and kubectl's namespace lookup for it; its get and patch of the Deployment are verbs the system holds anyway), must be allowed by the shipped ClusterRole or asya-system Role.
+  let checked = 0
+  for (const [i, entry] of api.requestLog.entries()) {
+    if (i < mark) continue
+    const a = requestAttributes(entry.method, entry.path)
+    if (!a) continue
+    const kubectlPodApply = i >= podWindowStart && i < podWindowEnd && ((a.resource === 'pods' && a.namespace === 'asya-system') || (a.resource === 'namespaces' && a.verb === 'get'))
+    if (kubectlPodApply) continue
+    const ok = allows(role, a) || (a.namespace === 'asya-system' && allows(nsRole, a))
+    if (!ok) t.fail(`${entry.method} ${entry.path} (${a.verb} ${a.group || 'core'}/${a.resource}) is not allowed by deploy/base/rbac.yaml`)
+    checked++
+  }
+  t.ok(checked > 10, `${checked} API requests of the system process checked against the shipped RBAC`)
+})
