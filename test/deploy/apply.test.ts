@@ -173,6 +173,14 @@ t.test('dev overlay applied with kubectl runs: injected pods, ScaledObject, RBAC
     const names = [...(spec.containers ?? []), ...(spec.initContainers ?? [])].map((c) => c.name)
     t.same(names.sort(), ['asya-sidecar', 'model'], `${pod.metadata.name}: sidecar injected beside the model container`)
   }
+  // The PodMonitor of the prometheus overlay scrapes the port the webhook actually injects.
+  const podMonitor = render('overlays/prometheus').find((o) => o.kind === 'PodMonitor') as KObj & { spec: { podMetricsEndpoints: Array<{ port: string; path: string }> } }
+  const sidecar = [...((pods[0]?.spec as { containers?: unknown[] }).containers ?? []), ...((pods[0]?.spec as { initContainers?: unknown[] }).initContainers ?? [])].find(
+    (c) => (c as { name: string }).name === 'asya-sidecar',
+  ) as { ports?: Array<{ name: string; containerPort: number }>; readinessProbe?: { httpGet?: { path: string } } } | undefined
+  const endpoint = podMonitor.spec.podMetricsEndpoints[0]
+  t.equal(sidecar?.ports?.find((p) => p.name === endpoint?.port)?.containerPort, 8080, `PodMonitor port "${endpoint?.port}" is the sidecar's 8080`)
+  t.equal(sidecar?.readinessProbe?.httpGet?.path, '/readyz', 'sidecar readiness on /readyz')
   const so = await waitFor('ScaledObject', () => api.list('scaledobjects', ns, 'keda.sh')[0])
   t.equal((so.spec as { scaleTargetRef: { name: string } }).scaleTargetRef.name, deployName, 'ScaledObject targets the example Deployment')
   t.equal((so.spec as { maxReplicaCount: number }).maxReplicaCount, 10, 'asya.sh/max-replicas from the example patch')

@@ -149,3 +149,22 @@ t.test('alerts and dashboard use only metrics we export', async (t) => {
   t.ok(checked > 10, `${checked} metric references checked`)
   JSON.parse(texts[0] as string)
 })
+
+t.test('Dockerfiles: pinned bases, non-root, entrypoints that the build produces', async (t) => {
+  const build = JSON.parse(readFileSync(join(root, 'tsconfig.build.json'), 'utf8')) as { compilerOptions: { outDir: string; rootDir: string }; include: string[] }
+  for (const [file, source] of [
+    ['sidecar.Dockerfile', 'sidecar/main.ts'],
+    ['system.Dockerfile', 'src/system/main.ts'],
+  ] as const) {
+    const text = readFileSync(join(root, 'deploy/docker', file), 'utf8')
+    for (const m of text.matchAll(/^FROM\s+(\S+)/gm)) t.ok(/:[\w.-]+$/.test(m[1] as string) && !(m[1] as string).endsWith(':latest'), `${file}: base ${m[1]} pinned`)
+    const users = [...text.matchAll(/^USER\s+(\S+)/gm)].map((m) => m[1] as string)
+    t.ok(users.length > 0 && !/^(0|root)(:|$)/.test(users[users.length - 1] as string), `${file}: runs as a non-root user`)
+    const entry = /^ENTRYPOINT\s+(\[.*\])/m.exec(text)
+    const args = JSON.parse(entry?.[1] ?? '[]') as string[]
+    const expected = join(build.compilerOptions.outDir, source.replace(/\.ts$/, '.js'))
+    t.equal(args[1], expected, `${file}: entrypoint is the compiled ${source}`)
+    t.ok(build.include.includes(source.split('/')[0] as string), `${source} is in the build`)
+    t.ok(readFileSync(join(root, source), 'utf8').length > 0, `${source} exists`)
+  }
+})
