@@ -8,10 +8,11 @@
  *   npm run bench -- webhook        (BENCH_DURATION=10 seconds per run, BENCH_CONNECTIONS=10)
  */
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { connect, type TLSSocket } from 'node:tls'
 import Fastify from 'fastify'
 import { Registry } from 'prom-client'
 import { createLogger } from '../src/logger.js'
@@ -86,7 +87,6 @@ async function serve(certDir: string): Promise<void> {
     { logger: createLogger('bench', { level: 'silent' }), registry: new Registry() },
   )
   const whUrl = await wh.listen()
-  const { readFileSync } = await import('node:fs')
   const base = Fastify({ https: { cert: readFileSync(cert), key: readFileSync(key), minVersion: 'TLSv1.2' }, logger: false })
   // Second baseline: the same bytes the webhook answers for the actor pod, precomputed, so the
   // difference to the webhook row is the injection work alone (not TLS/HTTP cost of a bigger body).
@@ -135,9 +135,80 @@ async function cannon(name: string, url: string, body: string, overallRate?: num
   return run
 }
 
+/**
+ * Open-loop paced client: request i is due at t0 + i/rate and its latency counts from that due
+ * time (no coordinated omission). autocannon's "fixed rate" is not this: each connection sends its
+ * per-second quota back to back and then waits for the next second, i.e. saturating bursts.
+ * Raw TLS sockets and a minimal HTTP/1.1 response reader keep the client cheap.
+ */
+async function paced(name: string, url: string, body: string, rate: number, seconds: number, ca: Buffer, sockets = 16): Promise<Run> {
+  const u = new URL(url)
+  const head = `POST ${u.pathname.replace(/\/$/, '')}/mutate HTTP/1.1\r\nHost: asya-webhook.asya-system.svc\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`
+  const wire = Buffer.concat([Buffer.from(head), Buffer.from(body)])
+  interface Conn {
+    s: TLSSocket
+    buf: Buffer
+    due: number
+    busy: boolean
+  }
+  const lat: number[] = []
+  let non2xx = 0
+  const idle: Conn[] = []
+  const backlog: number[] = []
+  let done = 0
+  const total = Math.round(rate * seconds)
+  let finish: () => void = () => undefined
+  const finished = new Promise<void>((r) => (finish = r))
+  const send = (c: Conn, due: number): void => {
+    c.busy = true
+    c.due = due
+    c.s.write(wire)
+  }
+  const conns = await Promise.all(
+    Array.from({ length: sockets }, () => new Promise<Conn>((resolve, reject) => {
+      const s = connect({ host: u.hostname, port: Number(u.port), ca, servername: 'asya-webhook.asya-system.svc' }, () => resolve(c))
+      const c: Conn = { s, buf: Buffer.alloc(0), due: 0, busy: false }
+      s.on('error', reject)
+      s.on('data', (d: Buffer) => {
+        c.buf = c.buf.length === 0 ? d : Buffer.concat([c.buf, d])
+        const end = c.buf.indexOf('\r\n\r\n')
+        if (end < 0) return
+        const headers = c.buf.subarray(0, end).toString('latin1')
+        const len = Number(/content-length:\s*(\d+)/i.exec(headers)?.[1] ?? 0)
+        if (c.buf.length < end + 4 + len) return
+        if (!headers.startsWith('HTTP/1.1 200')) non2xx++
+        lat.push(performance.now() - c.due)
+        c.buf = c.buf.subarray(end + 4 + len)
+        c.busy = false
+        if (++done === total) finish()
+        const due = backlog.shift()
+        if (due !== undefined) send(c, due)
+        else idle.push(c)
+      })
+    })),
+  )
+  idle.push(...conns)
+  const t0 = performance.now() + 20
+  for (let i = 0; i < total; i++) {
+    const due = t0 + (i * 1000) / rate
+    const wait = due - performance.now()
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait))
+    const c = idle.pop()
+    if (c) send(c, due)
+    else backlog.push(due)
+  }
+  await finished
+  const elapsed = (performance.now() - t0) / 1000
+  for (const c of conns) c.s.destroy()
+  lat.sort((a, b) => a - b)
+  const q = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? NaN
+  const run: Run = { name, rps: lat.length / elapsed, p50: q(0.5), p90: q(0.9), p99: q(0.99), max: lat[lat.length - 1] ?? NaN, errors: 0, non2xx, requests: lat.length }
+  log(`${name}: ${run.rps.toFixed(0)} req/s, p50 ${run.p50.toFixed(2)} ms, p99 ${run.p99.toFixed(2)} ms`)
+  return run
+}
+
 async function responseSize(url: string, body: string, caFile: string): Promise<number> {
   const { request } = await import('node:https')
-  const { readFileSync } = await import('node:fs')
   return new Promise((resolve, reject) => {
     const req = request(`${url}/mutate`, { method: 'POST', ca: readFileSync(caFile), servername: 'asya-webhook.asya-system.svc', headers: { 'content-type': 'application/json' } }, (res) => {
       let n = 0
@@ -174,11 +245,14 @@ if (process.argv[2] === '--serve') {
   runs.push(await cannon('webhook: non-actor pod (skipped)', urls.webhook, plainBody))
   runs.push(await cannon(`baseline (precomputed actor-pod response) at a fixed ${TARGET_RATE} req/s`, `${urls.baseline}/canned`, actorBody, TARGET_RATE))
   runs.push(await cannon(`webhook: actor pod at a fixed ${TARGET_RATE} req/s`, urls.webhook, actorBody, TARGET_RATE))
+  const caPem = readFileSync(join(dir, 'ca.crt'))
+  runs.push(await paced(`baseline (precomputed actor-pod response), paced ${TARGET_RATE} req/s`, `${urls.baseline}/canned`, actorBody, TARGET_RATE, DURATION, caPem))
+  runs.push(await paced(`webhook: actor pod, paced ${TARGET_RATE} req/s`, urls.webhook, actorBody, TARGET_RATE, DURATION, caPem))
   child.stdin.end()
   await new Promise((r) => child.on('exit', r))
 
   const fmt = (n: number): string => (Number.isInteger(n) ? String(n) : n.toFixed(2))
-  const atRate = runs[5] as Run
+  const atRate = runs[7] as Run
   const lines = [
     '## Admission webhook (HTTPS, autocannon)',
     '',
@@ -196,8 +270,12 @@ if (process.argv[2] === '--serve') {
     '|---|---:|---:|---:|---:|---:|---:|---:|',
     ...runs.map((r) => `| ${r.name} | ${fmt(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p90)} | ${fmt(r.p99)} | ${fmt(r.max)} | ${r.requests} | ${r.errors} / ${r.non2xx} |`),
     '',
-    `Target (issue 5): p99 ≤ 5 ms at ${TARGET_RATE} req/s on one core — measured p99 ${fmt(atRate.p99)} ms at ${fmt(atRate.rps)} req/s: ${atRate.p99 <= 5 && atRate.rps >= TARGET_RATE * 0.95 ? '**met**' : '**not met**'}.`,
-    'autocannon reports latency in whole milliseconds at this scale, so p50 values of 0–1 ms are coarse.',
+    `Target (issue 5): p99 ≤ 5 ms at ${TARGET_RATE} req/s on one core — paced client: p99 ${fmt(atRate.p99)} ms at ${fmt(atRate.rps)} req/s: ${atRate.p99 <= 5 && atRate.rps >= TARGET_RATE * 0.95 ? '**met**' : '**not met**'}.`,
+    '',
+    'autocannon reports whole milliseconds, and its "fixed rate" is not paced: each connection sends its per-second quota back to',
+    'back, then waits for the next second, so those rows measure saturating bursts. The "paced" rows are an open-loop client in the',
+    `bench (raw TLS sockets, 16 keep-alive connections) that issues request i at t0 + i/${TARGET_RATE} s and measures from that due`,
+    'time, so queueing behind a stall counts (no coordinated omission).',
   ]
   process.stdout.write(lines.join('\n') + '\n')
 }
