@@ -205,7 +205,11 @@ export async function createWebhookServer(config: WebhookConfig, deps: WebhookSe
     else if (reason === 'no_runtime_container') {
       log.warn({ ...fields, code: 'ASYA_ERR_ADMISSION_NO_RUNTIME_CONTAINER', warnings: response.warnings }, 'pod admitted without injection')
       // dryRun means no side effects (sideEffects: None): no Event either.
-      if (!parsed.dryRun) deps.recordWarning?.(parsed.object, parsed.namespace, 'AsyaNotInjected', response.warnings?.join('; ') ?? '')
+      try {
+        if (!parsed.dryRun) deps.recordWarning?.(parsed.object, parsed.namespace, 'AsyaNotInjected', response.warnings?.join('; ') ?? '')
+      } catch (err) {
+        log.warn({ err: errorMessage(err) }, 'cannot record the admission warning Event')
+      }
     }
     else if (outcome === 'injected') log.info(fields, 'pod injected')
     else log.debug(fields, 'pod skipped')
