@@ -168,3 +168,17 @@ t.test('Dockerfiles: pinned bases, non-root, entrypoints that the build produces
     t.ok(readFileSync(join(root, source), 'utf8').length > 0, `${source} exists`)
   }
 })
+
+t.test('dashboard covers what the issue asks for', async (t) => {
+  const d = JSON.parse(readFileSync(join(root, 'deploy/grafana/asya-dashboard.json'), 'utf8')) as { panels: Array<{ id: number; title: string; targets?: Array<{ expr: string }> }> }
+  const exprs = d.panels.flatMap((p) => (p.targets ?? []).map((x) => x.expr)).join('\n')
+  t.equal(new Set(d.panels.map((p) => p.id)).size, d.panels.length, 'panel ids unique')
+  t.match(exprs, /rate\(asya_actor_messages_processed_total/, 'throughput')
+  t.match(exprs, /asya_actor_retries_total/, 'retry rate')
+  t.match(exprs, /status=~"error\|dead_lettered"|asya_actor_messages_failed_total|status="error"/, 'error rate')
+  t.match(exprs, /-dlq/, 'DLQ size')
+  t.match(exprs, /histogram_quantile\(0\.5, [^\n]*asya_actor_runtime_execution_duration_seconds_bucket/, 'runtime p50')
+  t.match(exprs, /histogram_quantile\(0\.99, [^\n]*asya_actor_runtime_execution_duration_seconds_bucket/, 'runtime p99')
+  t.match(exprs, /keda_scaler_metrics_value/, 'queue depth')
+  t.match(exprs, /replicas/, 'replicas')
+})
