@@ -182,3 +182,29 @@ t.test('dashboard covers what the issue asks for', async (t) => {
   t.match(exprs, /keda_scaler_metrics_value/, 'queue depth')
   t.match(exprs, /replicas/, 'replicas')
 })
+
+t.test('every overlay configures a system process that starts: config readers accept it, keys are known', async (t) => {
+  const { readWebhookConfig } = await import('../../src/system/config.js')
+  const { readControllerSettings, readControllerTransports } = await import('../../src/controller/config.js')
+  const documented = readFileSync(join(root, 'docs/configuration.md'), 'utf8')
+  for (const target of TARGETS.filter((x) => x !== 'overlays/example-actor')) {
+    const objs = rendered.get(target) ?? render(target)
+    const data = (objs.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'asya-config')?.data ?? {}) as Record<string, string>
+    const container = containersOf(objs.find((o) => o.kind === 'Deployment') as Obj)[0] as unknown as { env?: Array<{ name: string; value?: string; valueFrom?: unknown }> }
+    const env: Record<string, string> = { ...data }
+    // Values the kubelet fills in (downward API, Secrets) get stand-ins of the right shape.
+    for (const e of container.env ?? []) env[e.name] = e.value ?? `from-${e.name.toLowerCase()}`
+    for (const key of Object.keys(env)) t.ok(documented.includes(`\`${key}\``), `${target}: ${key} is a documented variable (no typo)`)
+    t.doesNotThrow(() => {
+      const wh = readWebhookConfig(env)
+      readControllerSettings(env, wh.systemNamespace)
+      readControllerTransports(env)
+    }, `${target}: configuration accepted`)
+    const wh = readWebhookConfig(env)
+    t.not(wh.sidecarImage.endsWith(':latest'), true, `${target}: sidecar image pinned (${wh.sidecarImage})`)
+    const webhookPort = (container as unknown as { ports: Array<{ name: string; containerPort: number }> }).ports.find((p) => p.name === 'webhook')?.containerPort
+    t.equal(wh.port, webhookPort, `${target}: the webhook listens on the container's webhook port`)
+    const metricsPort = (container as unknown as { ports: Array<{ name: string; containerPort: number }> }).ports.find((p) => p.name === 'metrics')?.containerPort
+    t.equal(Number((env.ASYA_METRICS_ADDR ?? ':8081').split(':').pop()), metricsPort, `${target}: probes and scrapes hit the metrics listener`)
+  }
+})
