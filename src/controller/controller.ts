@@ -169,6 +169,7 @@ export class Controller {
     // What a reconcile depends on; our own status annotations are left out so that the watch
     // echo of a status patch does not trigger another (no-op) reconcile.
     const seen = new Map<string, string>()
+    const hadActor = new Set<string>()
     const fingerprint = (w: Workload): string => {
       const own = new Set([STATUS_ANNOTATION, STATUS_MESSAGE_ANNOTATION, WIRED_ANNOTATION])
       const ann = Object.entries(w.metadata?.annotations ?? {}).filter(([k]) => k.startsWith('asya.sh/') && !own.has(k))
@@ -189,7 +190,11 @@ export class Controller {
       if (a !== undefined) actors.add(a)
       const wired = w.metadata?.annotations?.[WIRED_ANNOTATION]
       if (wired !== undefined) actors.add(wired.slice(wired.indexOf(':') + 1))
-      if (actors.size === 0) return
+      if (actors.size === 0) {
+        // Label gone and our annotations wiped too (a full replace by a GitOps tool): still the
+        // workload we wired a moment ago, so it must be reconciled (unwired) once.
+        if (!hadActor.delete(key)) return
+      } else hadActor.add(key)
       queue.add(key)
       // Peers claiming the same actor: a conflict may have been resolved (or created) by this change.
       for (const peer of store.list()) {

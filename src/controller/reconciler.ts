@@ -109,7 +109,9 @@ export class Reconciler {
     if (live) this.tombstones.delete(key)
     const ref: WorkloadRef = { kind, namespace, name, uid: workload.metadata?.uid ?? '' }
     const annotations = workload.metadata?.annotations ?? {}
-    const wired = parseWired(annotations[WIRED_ANNOTATION])
+    // A full replace of the workload (PUT by a GitOps tool) can drop our annotations; what this
+    // process wrote last still says the actor was wired, so the label removal is not missed.
+    const wired = parseWired(annotations[WIRED_ANNOTATION]) ?? parseWired(this.written.get(key)?.annotations[WIRED_ANNOTATION] ?? undefined)
     const actor = gone ? undefined : templateActor(workload)
 
     if (actor === undefined) {
