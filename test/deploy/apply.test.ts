@@ -1,8 +1,10 @@
 /**
- * The rendered dev overlay (base included), applied with the real kubectl to the Kubernetes API
- * test server, runs as shipped: the system process started from the applied ConfigMap makes its own
- * CA and caBundle, the example Deployment (labelled by the example-actor patch) gets injected pods
- * and a ScaledObject, and every API request the system process made is allowed by the RBAC we ship.
+ * The rendered dev (RabbitMQ) and sqs overlays (base included), applied with the real kubectl to
+ * the Kubernetes API test server, run as shipped: the system process started from the applied
+ * ConfigMap makes its own CA and caBundle, the example Deployment (labelled by the example-actor
+ * patch) gets injected pods, queues on the real broker (RabbitMQ, or fauxqs for SQS) and a
+ * ScaledObject, asya-system is never injected, and every API request the system process made is
+ * allowed by the RBAC we ship.
  */
 import { execFile, execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -12,12 +14,14 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import amqp from 'amqplib'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { parseAllDocuments, stringify } from 'yaml'
 import { startSystem } from '../../src/system/main.js'
 import { createLogger } from '../../src/logger.js'
 import { startKubeApiServer, type KObj } from '../k8s/kube-api-server.js'
 import { RABBITMQ_MANAGEMENT, RABBITMQ_URL } from '../support/rabbitmq.js'
+import { SQS_TEST_CREDENTIALS, startSqsServer } from '../support/sqs-server.js'
+import { ListQueuesCommand, SQSClient } from '@aws-sdk/client-sqs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const run = promisify(execFile)
@@ -82,10 +86,61 @@ t.test('request attributes', async (t) => {
   t.notOk(allows([{ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create'], resourceNames: ['ca'] }], { verb: 'create', group: '', resource: 'secrets' }), 'resourceNames do not grant create')
 })
 
-t.test('dev overlay applied with kubectl runs: injected pods, ScaledObject, RBAC sufficient', async (t) => {
+interface Transport {
+  /** Env that points the system process at the local broker instead of the in-cluster one. */
+  env: Record<string, string>
+  /** The actor's queue and DLQ exist on the broker. */
+  queuesExist(actor: string): Promise<boolean>
+  cleanup(actor: string): Promise<void>
+}
+
+async function rabbitmq(): Promise<Transport> {
+  const exchange = `asya-deploy-${randomBytes(4).toString('hex')}`
+  return {
+    env: { ASYA_RABBITMQ_HOST: '127.0.0.1', ASYA_RABBITMQ_MANAGEMENT_URL: RABBITMQ_MANAGEMENT, ASYA_RABBITMQ_EXCHANGE: exchange },
+    async queuesExist(actor) {
+      const conn = await amqp.connect(RABBITMQ_URL)
+      try {
+        const ch = await conn.createChannel()
+        await ch.checkQueue(`asya-${actor}`)
+        await ch.checkQueue(`asya-${actor}-dlq`)
+        return true
+      } catch {
+        return false
+      } finally {
+        await conn.close().catch(() => undefined)
+      }
+    },
+    async cleanup(actor) {
+      const conn = await amqp.connect(RABBITMQ_URL)
+      const ch = await conn.createChannel()
+      for (const q of [`asya-${actor}`, `asya-${actor}-dlq`]) await ch.deleteQueue(q)
+      await ch.deleteExchange(exchange)
+      await conn.close()
+    },
+  }
+}
+
+async function sqs(): Promise<Transport> {
+  const server = await startSqsServer()
+  const client = new SQSClient({ endpoint: server.endpoint, region: server.region, credentials: SQS_TEST_CREDENTIALS })
+  return {
+    env: { ASYA_SQS_ENDPOINT: server.endpoint },
+    async queuesExist(actor) {
+      const { QueueUrls = [] } = await client.send(new ListQueuesCommand({ QueueNamePrefix: `asya-${actor}` }))
+      const names = QueueUrls.map((u) => u.split('/').pop())
+      return names.includes(`asya-${actor}`) && names.includes(`asya-${actor}-dlq`)
+    },
+    cleanup: async () => {
+      client.destroy()
+      await server.stop()
+    },
+  }
+}
+
+async function runOverlay(t: Test, overlay: string, transport: Transport, checks: (so: KObj, sidecarEnv: Record<string, string>) => void): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'asya-deploy-'))
   const api = await startKubeApiServer()
-  const exchange = `asya-deploy-${randomBytes(4).toString('hex')}`
   const actor = `deploy-${randomBytes(4).toString('hex')}`
   const ns = `ml-${randomBytes(3).toString('hex')}`
   const kubeconfig = join(dir, 'kubeconfig')
@@ -101,15 +156,11 @@ t.test('dev overlay applied with kubectl runs: injected pods, ScaledObject, RBAC
     await stopSystem?.()
     await api.close()
     rmSync(dir, { recursive: true, force: true })
-    const conn = await amqp.connect(RABBITMQ_URL)
-    const ch = await conn.createChannel()
-    for (const q of [`asya-${actor}`, `asya-${actor}-dlq`]) await ch.deleteQueue(q)
-    await ch.deleteExchange(exchange)
-    await conn.close()
+    await transport.cleanup(actor)
   })
 
-  const system = render('overlays/dev')
-  t.match(await kubectl(['apply', '--validate=false'], system), /deployment.apps\/asya-system (created|configured)/, 'kubectl apply of the rendered dev overlay')
+  const system = render(overlay)
+  t.match(await kubectl(['apply', '--validate=false'], system), /deployment.apps\/asya-system (created|configured)/, `kubectl apply of the rendered ${overlay}`)
   const role = system.filter((o) => o.kind === 'ClusterRole').flatMap((o) => o.rules as Rule[])
   const nsRole = system.filter((o) => o.kind === 'Role').flatMap((o) => o.rules as Rule[])
 
@@ -141,9 +192,7 @@ t.test('dev overlay applied with kubectl runs: injected pods, ScaledObject, RBAC
       POD_NAME: 'asya-system-0',
       POD_NAMESPACE: 'asya-system',
       ASYA_LOG_LEVEL: 'silent',
-      ASYA_RABBITMQ_HOST: '127.0.0.1',
-      ASYA_RABBITMQ_MANAGEMENT_URL: RABBITMQ_MANAGEMENT,
-      ASYA_RABBITMQ_EXCHANGE: exchange,
+      ...transport.env,
       ASYA_WEBHOOK_ADDR: '127.0.0.1:0',
       ASYA_METRICS_ADDR: '127.0.0.1:0',
       ASYA_TLS_CERT_FILE: join(dir, 'tls.crt'),
@@ -184,6 +233,9 @@ t.test('dev overlay applied with kubectl runs: injected pods, ScaledObject, RBAC
   const so = await waitFor('ScaledObject', () => api.list('scaledobjects', ns, 'keda.sh')[0])
   t.equal((so.spec as { scaleTargetRef: { name: string } }).scaleTargetRef.name, deployName, 'ScaledObject targets the example Deployment')
   t.equal((so.spec as { maxReplicaCount: number }).maxReplicaCount, 10, 'asya.sh/max-replicas from the example patch')
+  t.ok(await transport.queuesExist(actor), 'the controller declared the actor queue and its DLQ on the broker')
+  const sidecarEnv = Object.fromEntries(((sidecar as { env?: Array<{ name: string; value?: string }> } | undefined)?.env ?? []).map((e) => [e.name, e.value ?? '<ref>']))
+  checks(so, sidecarEnv)
   await waitFor('asya.sh/status Ready', () => api.get('deployments', ns, deployName, 'apps')?.metadata.annotations?.['asya.sh/status'] === 'Ready')
 
   // The webhook's own namespace is excluded by the applied namespaceSelector.
@@ -212,4 +264,22 @@ t.test('dev overlay applied with kubectl runs: injected pods, ScaledObject, RBAC
     checked++
   }
   t.ok(checked > 10, `${checked} API requests of the system process checked against the shipped RBAC`)
+}
+
+t.test('dev overlay (RabbitMQ) applied with kubectl runs: injected pods, ScaledObject, RBAC sufficient', async (t) => {
+  await runOverlay(t, 'overlays/dev', await rabbitmq(), (so, env) => {
+    t.equal((so.spec as { triggers: Array<{ type: string }> }).triggers[0]?.type, 'rabbitmq', 'RabbitMQ trigger')
+    t.equal(env.ASYA_TRANSPORT, 'rabbitmq', 'sidecar on RabbitMQ')
+  })
+})
+
+t.test('sqs overlay applied with kubectl runs: SQS queues, aws-sqs-queue trigger with pod identity, RBAC sufficient', async (t) => {
+  await runOverlay(t, 'overlays/sqs', await sqs(), (so, env) => {
+    const trigger = (so.spec as { triggers: Array<{ type: string; metadata: Record<string, string>; authenticationRef?: { name: string } }> }).triggers[0]
+    t.equal(trigger?.type, 'aws-sqs-queue', 'SQS trigger')
+    t.equal(trigger?.metadata.awsRegion, 'eu-west-1', 'region from the overlay')
+    t.match(trigger?.metadata.queueURL ?? '', /123456789012/, 'account from the overlay in the queue URL')
+    t.equal(env.ASYA_TRANSPORT, 'sqs', 'sidecar on SQS')
+    t.equal(env.ASYA_AWS_REGION, 'eu-west-1')
+  })
 })
