@@ -273,6 +273,19 @@ t.test('dev overlay (RabbitMQ) applied with kubectl runs: injected pods, ScaledO
   })
 })
 
+t.test('rabbitmq overlay applied with kubectl runs: credentials only by Secret reference, TriggerAuthentication, RBAC sufficient', async (t) => {
+  // The kubelet would resolve the Deployment's secretKeyRefs; the test broker's user stands in.
+  const transport = await rabbitmq()
+  transport.env.ASYA_RABBITMQ_USERNAME = 'guest'
+  transport.env.ASYA_RABBITMQ_PASSWORD = 'guest'
+  await runOverlay(t, 'overlays/rabbitmq', transport, (so, env) => {
+    const trigger = (so.spec as { triggers: Array<{ type: string; authenticationRef?: { name: string } }> }).triggers[0]
+    t.equal(trigger?.type, 'rabbitmq')
+    t.ok(trigger?.authenticationRef?.name, 'trigger authenticates through a TriggerAuthentication')
+    t.equal(env.ASYA_RABBITMQ_PASSWORD, '<ref>', 'sidecar password is a secretKeyRef, never a literal')
+  })
+})
+
 t.test('sqs overlay applied with kubectl runs: SQS queues, aws-sqs-queue trigger with pod identity, RBAC sufficient', async (t) => {
   await runOverlay(t, 'overlays/sqs', await sqs(), (so, env) => {
     const trigger = (so.spec as { triggers: Array<{ type: string; metadata: Record<string, string>; authenticationRef?: { name: string } }> }).triggers[0]
