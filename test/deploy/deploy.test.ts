@@ -208,3 +208,17 @@ t.test('every overlay configures a system process that starts: config readers ac
     t.equal(Number((env.ASYA_METRICS_ADDR ?? ':8081').split(':').pop()), metricsPort, `${target}: probes and scrapes hit the metrics listener`)
   }
 })
+
+t.test('PrometheusRule carries the alerts the issue asks for, each with a summary', async (t) => {
+  const rule = (rendered.get('overlays/prometheus') ?? render('overlays/prometheus')).find((o) => o.kind === 'PrometheusRule') as Obj & { spec: { groups: Array<{ rules: Array<{ alert: string; expr: string; annotations?: { summary?: string } }> }> } }
+  const alerts = rule.spec.groups.flatMap((g) => g.rules)
+  const names = alerts.map((a) => a.alert)
+  for (const n of ['AsyaActorErrorRatioHigh', 'AsyaDeadLettersGrowing', 'AsyaQueueBacklog', 'AsyaActorAtMaxReplicas', 'AsyaWebhookFailures', 'AsyaWebhookCertificateExpiring']) t.ok(names.includes(n), n)
+  for (const a of alerts) t.ok(a.annotations?.summary, `${a.alert} has a summary`)
+  // Label values in the expressions are ones the components emit.
+  const exprs = alerts.map((a) => a.expr).join('\n')
+  const code = ['sidecar/message-processor.ts', 'webhook/server.ts', 'webhook/inject.ts', 'src/controller/metrics.ts'].map((f) => readFileSync(join(root, f), 'utf8')).join('\n')
+  for (const m of exprs.matchAll(/\b(status|outcome|result|error_type)=~?"([^"]+)"/g)) {
+    for (const v of (m[2] as string).split('|')) t.ok(code.includes(`'${v}'`), `${m[1]}="${v}" is a value the code emits`)
+  }
+})
