@@ -11,6 +11,7 @@ import type { Transport } from '../../src/transport/transport.js'
 import { LocalPipeline, type ActorSpec } from './local-pipeline.js'
 import { runProbe, type ProbeOptions, type ProbeReport } from './prober.js'
 import { startPrivateRabbit } from '../support/private-rabbitmq.js'
+import { SQS_TEST_CREDENTIALS, startSqsServer } from '../support/sqs-server.js'
 
 export interface ScenarioOptions {
   long?: boolean
@@ -33,6 +34,8 @@ interface Ctx {
   /** Names actors uniquely per run, so runs on one broker never share queues. */
   actor: (base: string) => string
   onLog?: (actor: string, line: string) => void
+  /** Transport env of this run (RabbitMQ on the shared broker, or the SQS server of the run). */
+  env: () => Record<string, string>
 }
 
 type Scenario = (ctx: Ctx) => Promise<ScenarioResult>
@@ -106,7 +109,7 @@ const three = (ctx: Ctx, handler = 'prober_handlers.echo', env: Record<string, s
 
 export const SCENARIOS: Record<string, Scenario> = {
   async baseline(ctx) {
-    return withPipeline(ctx, rabbitEnv(SHARED_RABBIT, ctx.uid), three(ctx), () => ({ count: ctx.n }), { duplicates: 'zero' })
+    return withPipeline(ctx, ctx.env(), three(ctx), () => ({ count: ctx.n }), { duplicates: 'zero' })
   },
 
   async 'broker-restart'(ctx) {
@@ -151,7 +154,7 @@ export const SCENARIOS: Record<string, Scenario> = {
     const actors = three(ctx, 'prober_handlers.slow')
     const victim = (actors[1] as ActorSpec).name
     const gate = progressGate(0.3)
-    return withPipeline(ctx, rabbitEnv(SHARED_RABBIT, ctx.uid), actors, (p) => ({
+    return withPipeline(ctx, ctx.env(), actors, (p) => ({
       count: ctx.n,
       payloadExtra: () => ({ sleep: 0.01 }),
       onProgress: gate.onProgress,
@@ -167,7 +170,7 @@ export const SCENARIOS: Record<string, Scenario> = {
     const actors = three(ctx, 'prober_handlers.slow')
     const victim = (actors[1] as ActorSpec).name
     const gate = progressGate(0.3)
-    const result = await withPipeline(ctx, rabbitEnv(SHARED_RABBIT, ctx.uid), actors, (p) => ({
+    const result = await withPipeline(ctx, ctx.env(), actors, (p) => ({
       count: ctx.n,
       payloadExtra: () => ({ sleep: 0.01 }),
       onProgress: gate.onProgress,
@@ -184,7 +187,7 @@ export const SCENARIOS: Record<string, Scenario> = {
     const gate = progressGate(0.2)
     const result = await withPipeline(
       ctx,
-      rabbitEnv(SHARED_RABBIT, ctx.uid),
+      ctx.env(),
       actors,
       (p) => ({
         count: ctx.n,
@@ -209,7 +212,7 @@ export const SCENARIOS: Record<string, Scenario> = {
       { name: ctx.actor('t1'), handler: 'prober_handlers.maybe_hang', env: { ASYA_RUNTIME_TIMEOUT: '1s', ASYA_RUNTIME_READY_TIMEOUT: '60s' } },
     ]
     const hangs = Math.max(1, Math.floor(ctx.n / 50))
-    const result = await withPipeline(ctx, rabbitEnv(SHARED_RABBIT, ctx.uid), actors, () => ({
+    const result = await withPipeline(ctx, ctx.env(), actors, () => ({
       count: ctx.n,
       payloadExtra: (i) => ({ hang: i % Math.ceil(ctx.n / hangs) === 0 }),
       idleTimeoutMs: 60_000,
@@ -225,7 +228,7 @@ export const SCENARIOS: Record<string, Scenario> = {
     const [, upstream, victim] = actors.map((a) => a.name) as [string, string, string]
     const gate = progressGate(0.2)
     let destroyed = 0
-    const result = await withPipeline(ctx, rabbitEnv(SHARED_RABBIT, ctx.uid), actors, (p, t) => ({
+    const result = await withPipeline(ctx, ctx.env(), actors, (p, t) => ({
       count: ctx.n,
       payloadExtra: () => ({ sleep: 0.005 }),
       onProgress: gate.onProgress,
@@ -257,7 +260,7 @@ export const SCENARIOS: Record<string, Scenario> = {
 
   async 'flaky-handler'(ctx) {
     const actors = three(ctx, 'prober_handlers.flaky', { ASYA_MAX_RETRIES: '5', ASYA_RETRY_BACKOFF: '20ms' })
-    const result = await withPipeline(ctx, rabbitEnv(SHARED_RABBIT, ctx.uid), actors, () => ({ count: ctx.n }))
+    const result = await withPipeline(ctx, ctx.env(), actors, () => ({ count: ctx.n }))
     if (result.report.errored > 0) result.problems.push(`${result.report.errored} envelopes errored although retries should absorb 1 % failures`)
     return result
   },
@@ -269,7 +272,7 @@ export const SCENARIOS: Record<string, Scenario> = {
     ]
     const n = Math.min(ctx.n, 50)
     let metrics = ''
-    const result = await withPipeline(ctx, rabbitEnv(SHARED_RABBIT, ctx.uid), actors, (p) => ({
+    const result = await withPipeline(ctx, ctx.env(), actors, (p) => ({
       count: n,
       onPublished: async () => undefined,
       onProgress: (a, t) => {
@@ -336,7 +339,7 @@ export function malformedToken(body: Buffer): number | undefined {
 SCENARIOS['malformed-sweep'] = async (ctx) => {
   const n = ctx.long ? 10_000 : 600
   const actor = ctx.actor('sweep')
-  const env = rabbitEnv(SHARED_RABBIT, ctx.uid)
+  const env = ctx.env()
   const happyEnd = env.ASYA_ACTOR_HAPPY_END as string
   const errorEnd = env.ASYA_ACTOR_ERROR_END as string
   const pipeline = new LocalPipeline({ actors: [{ name: actor, handler: 'prober_handlers.echo' }], transportEnv: env, ...(ctx.onLog ? { onLog: ctx.onLog } : {}) })
@@ -436,16 +439,43 @@ function sumMetric(text: string, name: string): number {
   return sum
 }
 
+/** Scenarios that exercise RabbitMQ itself (broker restarts, connection cuts, queue deletion). */
+export const RABBITMQ_ONLY = ['broker-restart', 'connection-cut', 'queue-deleted', 'malformed-sweep']
+
 export async function runScenario(name: string, options: ScenarioOptions = {}): Promise<ScenarioResult> {
   const scenario = SCENARIOS[name]
   if (!scenario) throw new Error(`unknown scenario ${name}; known: ${Object.keys(SCENARIOS).join(', ')}`)
+  const transport = options.transport ?? 'rabbitmq'
+  if (transport === 'sqs' && RABBITMQ_ONLY.includes(name)) throw new Error(`scenario ${name} applies to RabbitMQ only`)
   const uid = randomUUID().slice(0, 6)
   const long = options.long ?? false
-  return scenario({
-    n: options.n ?? (long ? 10_000 : 200),
-    long,
-    uid,
-    actor: (base) => `${base}-${uid}`,
-    ...(options.onLog ? { onLog: options.onLog } : {}),
-  })
+  // SQS: a real SQS-compatible server (fauxqs) for the run; sidecar processes reach it by URL.
+  const sqs = transport === 'sqs' ? await startSqsServer() : undefined
+  const env = (): Record<string, string> =>
+    sqs
+      ? {
+          ASYA_TRANSPORT: 'sqs',
+          ASYA_AWS_REGION: sqs.region,
+          ASYA_SQS_ENDPOINT: sqs.endpoint,
+          ASYA_SQS_WAIT_TIME_SECONDS: '1',
+          // A SIGKILLed sidecar's messages come back after this (the heartbeat covers live ones).
+          ASYA_SQS_VISIBILITY_TIMEOUT: '10',
+          AWS_ACCESS_KEY_ID: SQS_TEST_CREDENTIALS.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: SQS_TEST_CREDENTIALS.secretAccessKey,
+          ASYA_ACTOR_HAPPY_END: `happy-${uid}`,
+          ASYA_ACTOR_ERROR_END: `error-${uid}`,
+        }
+      : rabbitEnv(SHARED_RABBIT, uid)
+  try {
+    return await scenario({
+      n: options.n ?? (long ? 10_000 : 200),
+      long,
+      uid,
+      actor: (base) => `${base}-${uid}`,
+      env,
+      ...(options.onLog ? { onLog: options.onLog } : {}),
+    })
+  } finally {
+    await sqs?.stop()
+  }
 }
