@@ -13,14 +13,14 @@ import { RabbitQueues } from '../src/controller/rabbitmq-queues.js'
 import { declareActorTopology as rabbitDeclare } from '../src/transport/rabbitmq-topology.js'
 import { createLogger } from '../src/logger.js'
 import { deployment } from '../test/controller/helpers.js'
-import { startMiniKube as startKubeApiServer } from '../test/controller/mini-kube.js'
+import { startKubeApiServer } from '../test/k8s/kube-api-server.js'
 
 const N = Number(process.env.BENCH_ACTORS ?? 200)
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16)
 const AMQP_URL = process.env.ASYA_TEST_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
 const log = (m: string): void => void process.stderr.write(m + '\n')
 
-const kube = await startKubeApiServer()
+const kube = await startKubeApiServer({ autoCreateNamespaces: true })
 const apis = makeKubeApis(kube.kubeConfig)
 const run = randomUUID().slice(0, 6)
 const ns = `bench-${run}`
@@ -85,7 +85,7 @@ for (const a of actors) {
 await ch.deleteExchange(exchange)
 await conn.close()
 await queues.close()
-await kube.stop()
+await kube.close()
 
 process.stdout.write(`## Controller: cold-start wiring of ${N} actors
 

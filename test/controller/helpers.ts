@@ -7,7 +7,13 @@ import { makeKubeApis, type KubeApis } from '../../src/controller/kube.js'
 import { RabbitQueues } from '../../src/controller/rabbitmq-queues.js'
 import { createLogger } from '../../src/logger.js'
 import { declareActorTopology as rabbitDeclare } from '../../src/transport/rabbitmq-topology.js'
-import { startMiniKube as startKubeApiServer } from './mini-kube.js'
+import { startKubeApiServer as startTestApiServer } from '../k8s/kube-api-server.js'
+
+/** The shared Kubernetes API test server (test/k8s), namespaces created on first use. */
+async function startKubeApiServer() {
+  const api = await startTestApiServer({ autoCreateNamespaces: true })
+  return { ...api, stop: () => api.close() }
+}
 
 export const AMQP_URL = process.env.ASYA_TEST_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
 

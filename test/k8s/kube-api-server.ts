@@ -89,6 +89,11 @@ export interface KubeApiServerOptions {
   serviceHosts?: Record<string, string>
   /** Events kept for watch replay; older resourceVersions get 410 Expired. @default 5000 */
   historyLimit?: number
+  /**
+   * Create a missing namespace on first use instead of answering 404 like the API server does.
+   * For tests that are not about namespaces. @default false
+   */
+  autoCreateNamespaces?: boolean
 }
 
 export interface KubeApiServer {
@@ -210,7 +215,15 @@ export async function startKubeApiServer(o: KubeApiServerOptions = {}): Promise<
     if (!r.namespaced) return
     if (!ns) throw new ApiError(400, 'BadRequest', 'namespace required')
     const nsDef = byPlural('namespaces')
-    if (!coll(nsDef).has(key(undefined, ns))) throw new ApiError(404, 'NotFound', `namespaces "${ns}" not found`)
+    if (coll(nsDef).has(key(undefined, ns))) return
+    if (!o.autoCreateNamespaces) throw new ApiError(404, 'NotFound', `namespaces "${ns}" not found`)
+    const obj: KObj = {
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: { name: ns, uid: randomUUID(), resourceVersion: String(++rv), labels: { 'kubernetes.io/metadata.name': ns }, creationTimestamp: new Date().toISOString() },
+    }
+    coll(nsDef).set(key(undefined, ns), obj)
+    emit(nsDef, 'ADDED', obj)
   }
 
   const createObject = async (r: ResourceDef, ns: string | undefined, body: KObj, opts: { dryRun?: boolean } = {}): Promise<KObj> => {

@@ -1,14 +1,14 @@
 import t from 'tap'
 import { CoreV1Api } from '@kubernetes/client-node'
 import { Registry } from 'prom-client'
-import { startMiniKube } from '../controller/mini-kube.js'
+import { startKubeApiServer } from '../k8s/kube-api-server.js'
 import { kubeWarningRecorder } from '../../webhook/events.js'
 import { createWebhookServer } from '../../webhook/server.js'
 import { actorPod, admissionReview, certs, post, silent, waitFor, webhookConfig } from './helpers.js'
 
 t.test('a pod admitted without injection gets a Warning Event on its owner; dryRun does not', async (t) => {
-  const kube = await startMiniKube()
-  t.teardown(() => kube.stop())
+  const kube = await startKubeApiServer({ autoCreateNamespaces: true })
+  t.teardown(() => kube.close())
   const core = kube.kubeConfig.makeApiClient(CoreV1Api)
   const c = await certs()
   const server = await createWebhookServer(webhookConfig(c.files), { logger: silent, registry: new Registry(), recordWarning: kubeWarningRecorder(kube.kubeConfig, silent) })

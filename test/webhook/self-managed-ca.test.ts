@@ -1,5 +1,5 @@
 /**
- * Self-managed CA against the in-process Kubernetes API server (test/controller/mini-kube.ts until
+ * Self-managed CA against the in-process Kubernetes API server (test/k8s/kube-api-server.ts; formerly test/controller/mini-kube.ts until
  * the shared test/k8s server lands): two replicas race to create the CA, both adopt one, each
  * serves a cert chaining to the caBundle they patched; a reset caBundle is re-patched.
  */
@@ -7,13 +7,13 @@ import t from 'tap'
 import { join } from 'node:path'
 import { AdmissionregistrationV1Api, CoreV1Api } from '@kubernetes/client-node'
 import { Registry } from 'prom-client'
-import { startMiniKube } from '../controller/mini-kube.js'
+import { startKubeApiServer } from '../k8s/kube-api-server.js'
 import { startSystem } from '../../src/system/main.js'
 import { SelfManagedCa } from '../../webhook/self-managed-ca.js'
 import { NAMESPACE, SERVICE, actorPod, admissionReview, post, silent, startServer, tmp, waitFor, webhookConfig } from './helpers.js'
 
-const kube = await startMiniKube()
-t.teardown(() => kube.stop())
+const kube = await startKubeApiServer({ autoCreateNamespaces: true })
+t.teardown(() => kube.close())
 const admission = kube.kubeConfig.makeApiClient(AdmissionregistrationV1Api)
 const core = kube.kubeConfig.makeApiClient(CoreV1Api)
 
