@@ -51,6 +51,11 @@ export interface SidecarConfig {
   shutdownTimeoutMs: number
   /** Deliveries outstanding at once (ASYA_RABBITMQ_PREFETCH on RabbitMQ, ASYA_PREFETCH otherwise). @default 2 */
   prefetch: number
+  /**
+   * ASYA_PREFETCH_WIDE: window used while runtime calls are fast (≤ 50 ms, 20 in a row); the first
+   * slow call restores `prefetch`. Set it equal to `prefetch` to turn adaptation off. @default 32
+   */
+  prefetchWide: number
 }
 
 export function parseListenAddr(addr: string): { host: string; port: number } | undefined {
@@ -113,6 +118,7 @@ export function readSidecarConfig(env: NodeJS.ProcessEnv = process.env): Sidecar
     logLevel,
     shutdownTimeoutMs: r.duration('ASYA_SHUTDOWN_TIMEOUT', 25_000, { minMs: 100 }),
     prefetch,
+    prefetchWide: Math.max(prefetch, r.int('ASYA_PREFETCH_WIDE', 32, { min: 1, max: 10_000 })),
   }
   r.finish()
   return cfg

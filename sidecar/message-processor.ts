@@ -36,7 +36,7 @@ export interface ProcessorDeps {
   metrics: SidecarMetrics
   logger: Logger
   isDraining: () => boolean
-  /** Widens the delivery window while outputs are publishing (see prefetch-window.ts). */
+  /** Adapts the delivery window to the runtime's call durations (see prefetch-window.ts). */
   window?: PrefetchWindow
   onEvent?: (e: SidecarEvent) => void
 }
@@ -163,7 +163,9 @@ export class MessageProcessor {
       return this.retryOrFail(delivery, env, type === 'bad_response' ? 'runtime_error' : 'runtime_unreachable', errorMessage(err), 'RuntimeError', log, this.deliveryLimit)
     }
     release()
-    this.d.metrics.runtimeDuration.observe({ queue: this.queue }, Number(process.hrtime.bigint() - t0) / 1e9)
+    const runtimeSeconds = Number(process.hrtime.bigint() - t0) / 1e9
+    this.d.metrics.runtimeDuration.observe({ queue: this.queue }, runtimeSeconds)
+    this.d.window?.observe(runtimeSeconds * 1000)
 
     if (response.kind === 'error') {
       const { error, details } = response.error
@@ -229,7 +231,6 @@ export class MessageProcessor {
     env: Envelope | undefined,
     reason?: FailureReason,
   ): Promise<void> {
-    this.d.window?.enter(delivery)
     const alreadySent = new Set((delivery.headers[SENT_HEADER] ?? '').split(',').filter((s) => s !== '').map(Number))
     const transportName = this.d.transport.name
     const results = await Promise.allSettled(
@@ -292,7 +293,6 @@ export class MessageProcessor {
     const { config } = this.d
     // Infrastructure problems back off from 1 s whatever the handler policy says.
     const delayMs = backoffDelay(delivery.attempt, { initialMs: infrastructure ? 1000 : config.retryBackoffMs, maxMs: config.retryBackoffMaxMs })
-    await this.d.window?.leave(delivery)
     try {
       await delivery.retry(delayMs, { reason, error: message, ...(headers ? { headers } : {}) })
     } catch (err) {
@@ -307,7 +307,6 @@ export class MessageProcessor {
   }
 
   private async deadLetter(delivery: Delivery, reason: FailureReason, message: string, log: Logger, id: string | undefined): Promise<void> {
-    await this.d.window?.leave(delivery)
     try {
       await delivery.deadLetter({ reason, error: message, attempts: delivery.attempt })
     } catch (err) {
@@ -322,8 +321,6 @@ export class MessageProcessor {
   }
 
   private async ack(delivery: Delivery, log: Logger): Promise<void> {
-    // Shrink the window before the ack frees the slot (no hoarding behind a long runtime call).
-    await this.d.window?.leave(delivery)
     try {
       await delivery.ack()
     } catch (err) {

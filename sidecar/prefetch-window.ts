@@ -1,52 +1,65 @@
 /**
- * The delivery window of SPEC §3: one message in the runtime and at most one waiting behind it,
- * *plus* the messages whose outputs are being published and confirmed. Those no longer need the
- * runtime, so they must not hold the window shut: while message n is publishing, message n+2 may
- * already be delivered to wait behind n+1. The window grows when a message leaves the runtime and
- * shrinks again *before* its ack frees the slot, so a pod with long GPU tasks never hoards more
- * than one waiting message.
+ * The delivery window (SPEC §3). For long handler calls (a GPU model) at most one message waits
+ * behind the one in the runtime, so a pod never hoards work another replica could take. For short
+ * calls that rule would make throughput hostage to the broker's confirm latency (the runtime idles
+ * while message n is publishing and n+2 is not yet delivered), and hoarding costs nothing: a
+ * waiting message waits milliseconds. So the window adapts to the observed runtime calls: it
+ * widens after a run of fast calls and snaps back to the base at the first slow one. Changes are
+ * rare (one basic.qos per regime change), never per message.
  */
-import type { Delivery, Subscription } from '../src/transport/transport.js'
+import type { Subscription } from '../src/transport/transport.js'
+
+export interface PrefetchWindowOptions {
+  /** Window while calls are fast. @default 32 */
+  wide?: number
+  /** A call at or under this many ms counts as fast. @default 50 */
+  fastMs?: number
+  /** Consecutive fast calls before widening. @default 20 */
+  fastStreak?: number
+}
 
 export class PrefetchWindow {
   private current: number
-  private readonly publishing = new Set<Delivery>()
+  private streak = 0
   private subscription: Subscription | undefined
+  private readonly wide: number
+  private readonly fastMs: number
+  private readonly fastStreak: number
 
-  /**
-   * @param base deliveries allowed in the runtime + waiting (ASYA_RABBITMQ_PREFETCH, default 2)
-   * @param maxPublishing bound on extra slots for publishing messages. @default 32
-   */
+  /** @param base ASYA_RABBITMQ_PREFETCH / ASYA_PREFETCH (default 2): the window for slow calls. */
   constructor(
     private readonly base: number,
-    private readonly maxPublishing = 32,
+    o: PrefetchWindowOptions = {},
   ) {
     this.current = base
+    this.wide = Math.max(base, o.wide ?? 32)
+    this.fastMs = o.fastMs ?? 50
+    this.fastStreak = o.fastStreak ?? 20
   }
 
   attach(subscription: Subscription): void {
     this.subscription = subscription
   }
 
-  /** The delivery's runtime call is over; its outputs are about to be published. */
-  enter(d: Delivery): void {
-    if (this.publishing.has(d)) return
-    this.publishing.add(d)
-    void this.apply()
+  get size(): number {
+    return this.current
   }
 
-  /** Call right before settling a delivery (ack, retry, dead-letter, release). */
-  async leave(d: Delivery): Promise<void> {
-    if (!this.publishing.delete(d)) return
-    await this.apply()
+  /** Feed every runtime call's duration. */
+  observe(runtimeMs: number): void {
+    if (runtimeMs > this.fastMs) {
+      this.streak = 0
+      this.apply(this.base)
+    } else if (++this.streak >= this.fastStreak) {
+      this.apply(this.wide)
+    }
   }
 
-  private apply(): Promise<void> {
+  private apply(n: number): void {
+    if (n === this.current) return
     const set = this.subscription?.setPrefetch
-    if (!set) return Promise.resolve()
-    const n = this.base + Math.min(this.publishing.size, this.maxPublishing)
-    if (n === this.current) return Promise.resolve()
+    if (!set) return
     this.current = n
-    return set.call(this.subscription, n).catch(() => undefined)
+    void set.call(this.subscription, n).catch(() => undefined)
   }
 }

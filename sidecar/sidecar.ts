@@ -52,7 +52,7 @@ export class Sidecar {
     this.logger = o.logger
     this.metrics = new SidecarMetrics(o.config.metricsNamespace, o.registry ?? new Registry(), { defaultMetrics: o.registry === undefined })
     this.runtime = new RuntimeClient({ socketDir: o.config.socketDir, timeoutMs: o.config.runtimeTimeoutMs })
-    this.window = new PrefetchWindow(o.config.prefetch)
+    this.window = new PrefetchWindow(o.config.prefetch, { wide: o.config.prefetchWide })
     this.gate = new RuntimeGate(this.runtime, o.config.runtimeReadyTimeoutMs, o.logger, (err) => (o.onFatal ?? (() => undefined))(err))
     this.processor = new MessageProcessor({
       config: o.config,
