@@ -31,11 +31,21 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number
 }
 
-/** Raw relay: K hops of plain amqplib consumers, each consume → publish (confirm) → ack. */
-async function rawRelay(prefetch: number, n: number): Promise<number> {
+interface RawRelay {
+  exchange: string
+  first: string
+  /** Channel on the setup connection for publishing into the first hop and consuming the end. */
+  setup: amqp.ChannelModel
+  /** Consumes the end queue. */
+  onEnd(fn: () => void, prefetch: number): Promise<void>
+  close(): Promise<void>
+}
+
+/** 3 hops of plain amqplib relays (consume → publish persistent + confirm → ack) and an end queue. */
+async function startRawRelay(prefix: string, prefetch: number): Promise<RawRelay> {
   const tag = randomBytes(3).toString('hex')
-  const exchange = `bench-raw-${tag}`
-  const hops = [`raw1-${tag}`, `raw2-${tag}`, `raw3-${tag}`, `rawend-${tag}`]
+  const exchange = `bench-${prefix}-${tag}`
+  const hops = [`${prefix}1-${tag}`, `${prefix}2-${tag}`, `${prefix}3-${tag}`, `${prefix}end-${tag}`]
   const conns: amqp.ChannelModel[] = []
   const setup = await amqp.connect(URL_)
   conns.push(setup)
@@ -59,79 +69,65 @@ async function rawRelay(prefetch: number, n: number): Promise<number> {
       })
     })
   }
+  return {
+    exchange,
+    first: hops[0] as string,
+    setup,
+    onEnd: async (fn, endPrefetch) => {
+      const endCh = await setup.createChannel()
+      await endCh.prefetch(endPrefetch)
+      await endCh.consume(`asya-${hops[3]}`, (m) => {
+        if (!m) return
+        endCh.ack(m)
+        fn()
+      })
+    },
+    close: async () => {
+      for (const h of hops) await sch.deleteQueue(`asya-${h}`).catch(() => undefined)
+      await sch.deleteExchange(exchange).catch(() => undefined)
+      for (const c of conns) await c.close().catch(() => undefined)
+    },
+  }
+}
+
+/** Raw relay throughput at a given prefetch. */
+async function rawRelay(prefetch: number, n: number): Promise<number> {
+  const relay = await startRawRelay('raw', prefetch)
   let got = 0
   let resolve!: () => void
   const done = new Promise<void>((r) => (resolve = r))
-  const endCh = await setup.createChannel()
-  await endCh.prefetch(500)
-  await endCh.consume(`asya-${hops[3]}`, (m) => {
-    if (!m) return
-    endCh.ack(m)
+  await relay.onEnd(() => {
     if (++got === n) resolve()
-  })
-  const pub = await setup.createConfirmChannel()
+  }, 500)
+  const pub = await relay.setup.createConfirmChannel()
   const body = Buffer.from(JSON.stringify({ id: 'x', route: { actors: ['a'], current: 0 }, payload: PAYLOAD }))
   const t0 = performance.now()
   for (let i = 0; i < n; i++) {
-    if (!pub.publish(exchange, hops[0] as string, body, { persistent: true })) await new Promise((r) => pub.once('drain', r))
+    if (!pub.publish(relay.exchange, relay.first, body, { persistent: true })) await new Promise((r) => pub.once('drain', r))
     if (i % 500 === 499) await pub.waitForConfirms()
   }
   await done
   const rate = n / ((performance.now() - t0) / 1000)
-  for (const h of hops) await sch.deleteQueue(`asya-${h}`).catch(() => undefined)
-  await sch.deleteExchange(exchange).catch(() => undefined)
-  for (const c of conns) await c.close().catch(() => undefined)
+  await relay.close()
   return rate
 }
 
-/** Raw relay latency: 3 plain amqplib hops at prefetch 1, one envelope at a time. */
+/** Raw relay latency: 3 hops at prefetch 1, one envelope at a time. */
 async function rawRelayLatency(n: number): Promise<{ p50: number; p99: number }> {
-  const tag = randomBytes(3).toString('hex')
-  const exchange = `bench-rawlat-${tag}`
-  const hops = [`rl1-${tag}`, `rl2-${tag}`, `rl3-${tag}`, `rlend-${tag}`]
-  const conns: amqp.ChannelModel[] = []
-  const setup = await amqp.connect(URL_)
-  conns.push(setup)
-  const sch = await setup.createChannel()
-  await sch.assertExchange(exchange, 'topic', { durable: true })
-  for (const h of hops) {
-    await sch.assertQueue(`asya-${h}`, { durable: true })
-    await sch.bindQueue(`asya-${h}`, exchange, h)
-  }
-  for (let i = 0; i < 3; i++) {
-    const c = await amqp.connect(URL_)
-    conns.push(c)
-    const cons = await c.createChannel()
-    const pub = await c.createConfirmChannel()
-    await cons.prefetch(1)
-    const next = hops[i + 1] as string
-    await cons.consume(`asya-${hops[i]}`, (m) => {
-      if (!m) return
-      pub.publish(exchange, next, m.content, { persistent: true, mandatory: true }, (err) => {
-        if (!err) cons.ack(m)
-      })
-    })
-  }
+  const relay = await startRawRelay('rl', 1)
   let arrived: (() => void) | undefined
-  const endCh = await setup.createChannel()
-  await endCh.consume(`asya-${hops[3]}`, (m) => {
-    if (!m) return
-    endCh.ack(m)
-    arrived?.()
-  })
-  const pub = await setup.createConfirmChannel()
+  await relay.onEnd(() => arrived?.(), 1)
+  const pub = await relay.setup.createConfirmChannel()
   const body = Buffer.from(JSON.stringify({ id: 'x', route: { actors: ['a'], current: 0 }, payload: PAYLOAD }))
   const lat: number[] = []
   for (let i = 0; i < n + 20; i++) {
     const done = new Promise<void>((r) => (arrived = r))
     const s = performance.now()
-    pub.publish(exchange, hops[0] as string, body, { persistent: true })
+    pub.publish(relay.exchange, relay.first, body, { persistent: true })
     await done
     if (i >= 20) lat.push(performance.now() - s)
   }
-  for (const h of hops) await sch.deleteQueue(`asya-${h}`).catch(() => undefined)
-  await sch.deleteExchange(exchange).catch(() => undefined)
-  for (const c of conns) await c.close().catch(() => undefined)
+  await relay.close()
   lat.sort((a, b) => a - b)
   return { p50: pct(lat, 50), p99: pct(lat, 99) }
 }

@@ -10,7 +10,7 @@ import { createTransportFromEnv } from '../../src/transport/create-transport.js'
 import type { Transport } from '../../src/transport/transport.js'
 import { LocalPipeline, type ActorSpec } from './local-pipeline.js'
 import { runProbe, type ProbeOptions, type ProbeReport } from './prober.js'
-import { startPrivateRabbit } from '../support/private-rabbitmq.js'
+import { startPrivateRabbit, type PrivateRabbit } from '../support/private-rabbitmq.js'
 import { SQS_TEST_CREDENTIALS, startSqsServer } from '../support/sqs-server.js'
 
 export interface ScenarioOptions {
@@ -107,48 +107,34 @@ function progressGate(fraction: number): { onProgress: (a: number, t: number) =>
 const three = (ctx: Ctx, handler = 'prober_handlers.echo', env: Record<string, string> = {}): ActorSpec[] =>
   ['p1', 'p2', 'p3'].map((b) => ({ name: ctx.actor(b), handler, env }))
 
+/** Three slow actors on a private broker node; `fault` hits the broker once 30 % arrived. */
+async function withPrivateBrokerFault(ctx: Ctx, fault: (broker: PrivateRabbit) => Promise<void>): Promise<ScenarioResult> {
+  const broker = await startPrivateRabbit()
+  try {
+    const gate = progressGate(0.3)
+    return await withPipeline(ctx, rabbitEnv(broker.url, ctx.uid), three(ctx, 'prober_handlers.slow'), () => ({
+      count: ctx.n,
+      payloadExtra: () => ({ sleep: 0.005 }),
+      onProgress: gate.onProgress,
+      onPublished: async () => {
+        await gate.reached
+        await fault(broker)
+      },
+      idleTimeoutMs: 60_000,
+    }))
+  } finally {
+    await broker.destroy()
+  }
+}
+
 export const SCENARIOS: Record<string, Scenario> = {
   async baseline(ctx) {
     return withPipeline(ctx, ctx.env(), three(ctx), () => ({ count: ctx.n }), { duplicates: 'zero' })
   },
 
-  async 'broker-restart'(ctx) {
-    const broker = await startPrivateRabbit()
-    try {
-      const gate = progressGate(0.3)
-      return await withPipeline(ctx, rabbitEnv(broker.url, ctx.uid), three(ctx, 'prober_handlers.slow'), () => ({
-        count: ctx.n,
-        payloadExtra: () => ({ sleep: 0.005 }),
-        onProgress: gate.onProgress,
-        onPublished: async () => {
-          await gate.reached
-          await broker.restart()
-        },
-        idleTimeoutMs: 60_000,
-      }))
-    } finally {
-      await broker.destroy()
-    }
-  },
+  'broker-restart': (ctx) => withPrivateBrokerFault(ctx, (broker) => broker.restart()),
 
-  async 'connection-cut'(ctx) {
-    const broker = await startPrivateRabbit()
-    try {
-      const gate = progressGate(0.3)
-      return await withPipeline(ctx, rabbitEnv(broker.url, ctx.uid), three(ctx, 'prober_handlers.slow'), () => ({
-        count: ctx.n,
-        payloadExtra: () => ({ sleep: 0.005 }),
-        onProgress: gate.onProgress,
-        onPublished: async () => {
-          await gate.reached
-          await broker.closeAllConnections()
-        },
-        idleTimeoutMs: 60_000,
-      }))
-    } finally {
-      await broker.destroy()
-    }
-  },
+  'connection-cut': (ctx) => withPrivateBrokerFault(ctx, async (broker) => void (await broker.closeAllConnections())),
 
   async 'sidecar-sigkill'(ctx) {
     const actors = three(ctx, 'prober_handlers.slow')

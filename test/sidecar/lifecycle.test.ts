@@ -8,42 +8,14 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import type { AddressInfo } from 'node:net'
-import { TRANSPORT_HEADERS, type Transport } from '../../src/transport/transport.js'
+import { TRANSPORT_HEADERS } from '../../src/transport/transport.js'
 import { Inbox } from '../transport/conformance.js'
-import { closeConnections, rabbitTransport } from '../support/rabbitmq.js'
-import { envelope, json, rabbitWorld, rand, startActor, type TestActor } from '../support/actor-harness.js'
+import { closeConnections } from '../support/rabbitmq.js'
+import { envelope, json, rabbitSuite, rand, startActor } from '../support/actor-harness.js'
 
-const world = rabbitWorld()
-const transports: Transport[] = []
-const actors: TestActor[] = []
-
-async function transport(connectionName?: string): Promise<Transport> {
-  const tr = rabbitTransport({ exchange: world.exchange, ...(connectionName ? { connectionName } : {}) })
-  await tr.connect()
-  transports.push(tr)
-  return tr
-}
-
-let client: Transport
-const happy = new Inbox()
-const errors = new Inbox()
-
-t.before(async () => {
-  client = await transport()
-  await client.ensureQueue(world.happyEnd)
-  await client.ensureQueue(world.errorEnd)
-  await client.consume(world.happyEnd, happy.push, { prefetch: 100 })
-  await client.consume(world.errorEnd, errors.push, { prefetch: 100 })
-})
-
-t.teardown(async () => {
-  for (const a of actors) await a.stop().catch(() => undefined)
-  for (const q of [world.happyEnd, world.errorEnd, ...actors.map((a) => a.name)]) {
-    await client.deleteQueue(q).catch(() => undefined)
-    await client.deleteQueue(`${q}-dlq`).catch(() => undefined)
-  }
-  for (const tr of transports) await tr.close().catch(() => undefined)
-})
+const suite = await rabbitSuite(t)
+const { world, client, happy, errors, actors } = suite
+const transport = suite.transport
 
 t.test('handler hangs past the timeout: error-end once, runtime replaced, next message succeeds', async (t) => {
   const n = `hang-${rand()}`

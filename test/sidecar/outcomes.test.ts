@@ -4,52 +4,16 @@
  */
 import t from 'tap'
 import { TRANSPORT_HEADERS } from '../../src/transport/transport.js'
-import type { Transport } from '../../src/transport/transport.js'
 import { Inbox } from '../transport/conformance.js'
-import { rabbitTransport } from '../support/rabbitmq.js'
-import { envelope, json, rabbitWorld, rand, startActor, type TestActor } from '../support/actor-harness.js'
+import { envelope, json, rabbitSuite, rand, startActor, type TestActor } from '../support/actor-harness.js'
 
-const world = rabbitWorld()
-const transports: Transport[] = []
-const actors: TestActor[] = []
+const suite = await rabbitSuite(t, 50)
+const { world, client, happy, errors, actors } = suite
+const transport = suite.transport
 
-async function transport(): Promise<Transport> {
-  const tr = rabbitTransport({ exchange: world.exchange })
-  await tr.connect()
-  transports.push(tr)
-  return tr
+function actor(name: string, handler: string, env: Record<string, string> = {}, mode: 'payload' | 'envelope' = 'payload'): Promise<TestActor> {
+  return suite.actor({ name, handler, mode, env })
 }
-
-async function actor(name: string, handler: string, env: Record<string, string> = {}, mode: 'payload' | 'envelope' = 'payload'): Promise<TestActor> {
-  const a = await startActor({ name, handler, mode, world, transport: await transport(), env })
-  actors.push(a)
-  return a
-}
-
-let client: Transport
-const happy = new Inbox()
-const errors = new Inbox()
-
-t.before(async () => {
-  client = await transport()
-  await client.ensureQueue(world.happyEnd)
-  await client.ensureQueue(world.errorEnd)
-  await client.consume(world.happyEnd, happy.push, { prefetch: 50 })
-  await client.consume(world.errorEnd, errors.push, { prefetch: 50 })
-})
-
-t.teardown(async () => {
-  for (const a of actors) await a.stop().catch(() => undefined)
-  for (const end of [world.happyEnd, world.errorEnd]) {
-    await client.deleteQueue(end).catch(() => undefined)
-    await client.deleteQueue(`${end}-dlq`).catch(() => undefined)
-  }
-  for (const a of actors) {
-    await client.deleteQueue(a.name).catch(() => undefined)
-    await client.deleteQueue(`${a.name}-dlq`).catch(() => undefined)
-  }
-  for (const tr of transports) await tr.close().catch(() => undefined)
-})
 
 t.test('results go to the next actor, then happy-end; headers and unknown fields ride along all 3 hops', async (t) => {
   const id = rand()

@@ -14,7 +14,8 @@ import type { Delivery, Transport } from '../../src/transport/transport.js'
 import { readSidecarConfig } from '../../sidecar/config.js'
 import type { SidecarEvent } from '../../sidecar/message-processor.js'
 import { Sidecar } from '../../sidecar/sidecar.js'
-import { RABBITMQ_URL } from './rabbitmq.js'
+import { RABBITMQ_URL, rabbitTransport } from './rabbitmq.js'
+import { Inbox } from '../transport/conformance.js'
 
 export const SIDECAR_HANDLERS_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'sidecar', 'handlers')
 
@@ -131,4 +132,57 @@ export function json(d: Delivery): Record<string, any> {
 
 export function envelope(id: string, actors: string[], payload: unknown, extra: Record<string, unknown> = {}): Buffer {
   return Buffer.from(JSON.stringify({ id, route: { actors, current: 0 }, payload, ...extra }))
+}
+
+/** A RabbitMQ test world with a client consuming its happy-end and error-end, torn down for you. */
+export interface RabbitSuite {
+  world: World
+  client: Transport
+  happy: Inbox
+  errors: Inbox
+  actors: TestActor[]
+  /** A new connected transport on the suite's exchange (closed at teardown). */
+  transport(connectionName?: string): Promise<Transport>
+  /** Starts an actor on its own transport (stopped, queues deleted at teardown). */
+  actor(o: Omit<ActorOptions, 'world' | 'transport'> & { connectionName?: string }): Promise<TestActor>
+}
+
+export async function rabbitSuite(tap: { teardown(fn: () => unknown): void }, prefetch = 100): Promise<RabbitSuite> {
+  const world = rabbitWorld()
+  const transports: Transport[] = []
+  const actors: TestActor[] = []
+  const transport = async (connectionName?: string): Promise<Transport> => {
+    const tr = rabbitTransport({ exchange: world.exchange, ...(connectionName ? { connectionName } : {}) })
+    await tr.connect()
+    transports.push(tr)
+    return tr
+  }
+  const client = await transport()
+  const happy = new Inbox()
+  const errors = new Inbox()
+  await client.ensureQueue(world.happyEnd)
+  await client.ensureQueue(world.errorEnd)
+  await client.consume(world.happyEnd, happy.push, { prefetch })
+  await client.consume(world.errorEnd, errors.push, { prefetch })
+  tap.teardown(async () => {
+    for (const a of actors) await a.stop().catch(() => undefined)
+    for (const q of [world.happyEnd, world.errorEnd, ...actors.map((a) => a.name)]) {
+      await client.deleteQueue(q).catch(() => undefined)
+      await client.deleteQueue(`${q}-dlq`).catch(() => undefined)
+    }
+    for (const tr of transports) await tr.close().catch(() => undefined)
+  })
+  return {
+    world,
+    client,
+    happy,
+    errors,
+    actors,
+    transport,
+    actor: async ({ connectionName, ...o }) => {
+      const a = await startActor({ ...o, world, transport: await transport(connectionName) })
+      actors.push(a)
+      return a
+    },
+  }
 }
