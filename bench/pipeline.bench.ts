@@ -16,6 +16,9 @@ import amqp from 'amqplib'
 import { RuntimeClient } from '../src/runtime/runtime-client.js'
 import { RuntimeProcess } from '../src/runtime/runtime-process.js'
 import { RabbitMqTransport, amqpUrl } from '../src/transport/rabbitmq-transport.js'
+import { SqsTransport } from '../src/transport/sqs-transport.js'
+import type { Transport } from '../src/transport/transport.js'
+import { SQS_TEST_CREDENTIALS, startSqsServer, type SqsTestServer } from '../test/support/sqs-server.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const N = Number(process.env.BENCH_N ?? 10_000)
@@ -132,6 +135,44 @@ async function rawRelayLatency(n: number): Promise<{ p50: number; p99: number }>
   return { p50: pct(lat, 50), p99: pct(lat, 99) }
 }
 
+/** SQS baseline: a 3-hop relay with the SqsTransport alone (consume → publish → ack), no runtime. */
+async function sqsRelay(sqs: SqsTestServer, n: number): Promise<number> {
+  const tag = randomBytes(3).toString('hex')
+  const hops = [`sr1-${tag}`, `sr2-${tag}`, `sr3-${tag}`, `srend-${tag}`]
+  const mk = async (): Promise<SqsTransport> => {
+    const tr = new SqsTransport({ region: sqs.region, endpoint: sqs.endpoint, credentials: SQS_TEST_CREDENTIALS, waitTimeSeconds: 1 })
+    await tr.connect()
+    return tr
+  }
+  const trs: SqsTransport[] = []
+  const client = await mk()
+  trs.push(client)
+  for (const h of hops) await client.ensureQueue(h, { deadLetterQueue: false })
+  for (let i = 0; i < 3; i++) {
+    const tr = await mk()
+    trs.push(tr)
+    const next = hops[i + 1] as string
+    await tr.consume(hops[i] as string, async (d) => {
+      await tr.publish(next, d.body)
+      await d.ack()
+    }, { prefetch: 32 })
+  }
+  let got = 0
+  let resolve!: () => void
+  const done = new Promise<void>((r) => (resolve = r))
+  await client.consume(hops[3] as string, async (d) => {
+    await d.ack()
+    if (++got === n) resolve()
+  }, { prefetch: 32 })
+  const body = Buffer.from(JSON.stringify({ id: 'x', route: { actors: ['a'], current: 0 }, payload: PAYLOAD }))
+  const t0 = performance.now()
+  for (let i = 0; i < n; i += 100) await Promise.all(Array.from({ length: Math.min(100, n - i) }, () => client.publish(hops[0] as string, body)))
+  await done
+  const rate = n / ((performance.now() - t0) / 1000)
+  for (const tr of trs) await tr.close()
+  return rate
+}
+
 /** Runtime alone: sequential round-trips of one echo runtime through RuntimeClient. */
 async function runtimeAlone(n: number): Promise<{ rate: number; p50: number; p99: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'asya-bench-rt-'))
@@ -175,7 +216,7 @@ interface PipelineResult {
   cpuPct: number
 }
 
-async function pipeline(n: number): Promise<PipelineResult> {
+async function pipeline(n: number, sqs?: SqsTestServer): Promise<PipelineResult> {
   const tag = randomBytes(3).toString('hex')
   const exchange = `bench-pipe-${tag}`
   const actors = [`echo1-${tag}`, `echo2-${tag}`, `echo3-${tag}`]
@@ -183,9 +224,21 @@ async function pipeline(n: number): Promise<PipelineResult> {
   const dirs: string[] = []
   const runtimes: RuntimeProcess[] = []
   const sidecars: ChildProcess[] = []
-  const client = new RabbitMqTransport({ url: URL_, exchange })
+  const client: Transport = sqs
+    ? new SqsTransport({ region: sqs.region, endpoint: sqs.endpoint, credentials: SQS_TEST_CREDENTIALS, waitTimeSeconds: 1 })
+    : new RabbitMqTransport({ url: URL_, exchange })
   await client.connect()
   await client.ensureQueue(happyEnd)
+  const transportEnv: Record<string, string> = sqs
+    ? {
+        ASYA_TRANSPORT: 'sqs',
+        ASYA_AWS_REGION: sqs.region,
+        ASYA_SQS_ENDPOINT: sqs.endpoint,
+        ASYA_SQS_WAIT_TIME_SECONDS: '1',
+        AWS_ACCESS_KEY_ID: SQS_TEST_CREDENTIALS.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: SQS_TEST_CREDENTIALS.secretAccessKey,
+      }
+    : { ASYA_TRANSPORT: 'rabbitmq', ASYA_RABBITMQ_URL: URL_, ASYA_RABBITMQ_EXCHANGE: exchange }
   for (const a of actors) {
     const dir = mkdtempSync(join(tmpdir(), `asya-bench-${a}-`))
     dirs.push(dir)
@@ -196,9 +249,7 @@ async function pipeline(n: number): Promise<PipelineResult> {
       env: {
         PATH: process.env.PATH ?? '',
         ASYA_ACTOR_NAME: a,
-        ASYA_TRANSPORT: 'rabbitmq',
-        ASYA_RABBITMQ_URL: URL_,
-        ASYA_RABBITMQ_EXCHANGE: exchange,
+        ...transportEnv,
         ASYA_ACTOR_HAPPY_END: happyEnd,
         ASYA_SOCKET_DIR: dir,
         ASYA_METRICS_ADDR: '127.0.0.1:0',
@@ -322,6 +373,13 @@ async function main(): Promise<void> {
   log(`runtime alone: ${rt.rate.toFixed(0)}/s p50 ${rt.p50.toFixed(3)} ms`)
   const p = await pipeline(N)
   log(`pipeline: ${p.rate.toFixed(0)}/s; one at a time p50 ${p.p50.toFixed(2)} p99 ${p.p99.toFixed(2)} ms; rss ${p.maxRssMb.toFixed(0)} MB cpu ${p.cpuPct.toFixed(0)}%`)
+  const sqsN = Number(process.env.BENCH_SQS_N ?? Math.min(N, 3000))
+  const sqs = await startSqsServer()
+  const sqsRaw = await sqsRelay(sqs, sqsN)
+  log(`sqs relay (transport only): ${sqsRaw.toFixed(0)}/s`)
+  const ps = await pipeline(sqsN, sqs)
+  log(`sqs pipeline: ${ps.rate.toFixed(0)}/s`)
+  await sqs.stop()
   const limit = Math.min(bestRaw, rt.rate)
   const addedP50 = (p.p50 - rawLat.p50 - 3 * rt.p50) / 3
   const addedP99 = (p.p99 - rawLat.p99 - 3 * rt.p99) / 3
@@ -349,6 +407,20 @@ hop = (pipeline − raw relay − 3 × runtime round-trip) / 3. Reproduce: \`npm
 | **sidecar-added latency per hop p50 / p99** | **${addedP50.toFixed(2)} / ${addedP99.toFixed(2)} ms (target p99 ≤ 1 ms)** |
 | sidecar RSS under load (max of 3, sampled every 200 ms) | ${p.maxRssMb.toFixed(0)} MB (target ≤ 60 MB) |
 | sidecar CPU (mean of 3) | ${p.cpuPct.toFixed(0)} % of one core |
+
+### The same pipeline on SQS (fauxqs, in-process)
+
+Same 3 echo actors and sidecar processes with \`ASYA_TRANSPORT=sqs\` against fauxqs 1.9.2 running
+in the bench process (an emulator: its numbers say nothing about AWS itself), ${sqsN} envelopes.
+Baseline in the same run: a 3-hop relay made of the SqsTransport alone (consume → publish → delete,
+prefetch 32), no runtime, no sidecar.
+
+| measurement | value |
+|---|---|
+| SQS transport relay, 3 hops | ${sqsRaw.toFixed(0)} envelopes/s |
+| **pipeline on SQS** | **${ps.rate.toFixed(0)} envelopes/s (${((ps.rate / Math.min(sqsRaw, rt.rate)) * 100).toFixed(0)} % of min(relay, runtime))** |
+| latency, one at a time, p50 / p99 | ${ps.p50.toFixed(1)} / ${ps.p99.toFixed(1)} ms |
+| sidecar RSS (max of 3) | ${ps.maxRssMb.toFixed(0)} MB |
 `)
 }
 
