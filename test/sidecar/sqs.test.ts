@@ -86,3 +86,40 @@ t.test('a result over the SQS limit goes to error-end as payload_too_large, not 
   t.match(e.payload.details.message, /256 KiB/)
   t.same(e.payload.original_payload, { bytes: 300_000 })
 })
+
+t.test('SQS endpoint down mid-stream (connections reset, refused for 3 s), then back: nothing lost', async (t) => {
+  const { startTcpProxy } = await import('../support/tcp-proxy.js')
+  const proxy = await startTcpProxy('127.0.0.1', Number(new URL(server.endpoint).port))
+  t.teardown(() => proxy.close())
+  const endpoint = `http://127.0.0.1:${proxy.port}`
+  const viaProxy = { ...world, env: { ...world.env, ASYA_SQS_ENDPOINT: endpoint } }
+  const mk = async (): Promise<Transport> => {
+    const tr = new SqsTransport({ region: server.region, endpoint, credentials: SQS_TEST_CREDENTIALS, waitTimeSeconds: 1, visibilityTimeoutSeconds: 20 })
+    await tr.connect()
+    transports.push(tr)
+    return tr
+  }
+  const id = rand()
+  const names = [`so1-${id}`, `so2-${id}`]
+  for (const n of names) actors.push(await startActor({ name: n, handler: 'echo', world: viaProxy, transport: await mk() }))
+  const total = 200
+  for (let i = 0; i < total; i += 50) {
+    await Promise.all(Array.from({ length: 50 }, (_, j) => client.publish(names[0] as string, envelope(`o${i + j}-${id}`, names, { i: i + j }))))
+  }
+  const seen = new Set<string>()
+  let dups = 0
+  const take = async (): Promise<void> => {
+    const d = await happy.next(120_000)
+    const e = json(d)
+    if (seen.has(e.id)) dups++
+    seen.add(e.id)
+    await d.ack()
+  }
+  for (let i = 0; i < 40; i++) await take()
+  await proxy.cut()
+  await new Promise((r) => setTimeout(r, 3000))
+  await proxy.restore()
+  while (seen.size < total) await take()
+  t.equal(seen.size, total, 'all envelopes reached happy-end')
+  t.comment(`duplicates: ${dups}`)
+})
