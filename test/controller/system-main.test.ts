@@ -1,11 +1,11 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startSystem } from '../../src/system/main.js'
 import { annotations, deployment, rid, silentLogger, startEnv, waitFor, type Env } from './helpers.js'
+import { freePort } from '../support/free-port.js'
 
 let env: Env
 const dir = mkdtempSync(join(tmpdir(), 'asya-main-'))
@@ -18,13 +18,6 @@ t.teardown(async () => {
   await env.close()
 })
 
-async function freePort(): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  const port = (s.address() as { port: number }).port
-  await new Promise<void>((r) => s.close(() => r()))
-  return port
-}
 
 t.test('system process: reads env config, leads, wires a workload, serves metrics, stops', async (t) => {
   const ns = rid('ns')

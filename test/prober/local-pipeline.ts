@@ -6,11 +6,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { RuntimeProcess } from '../../src/runtime/runtime-process.js'
+import { freePort } from '../support/free-port.js'
+export { freePort }
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
@@ -43,17 +44,6 @@ interface RunningActor {
   metricsPort: number
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address()
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0
-      srv.close(() => resolve(port))
-    })
-  })
-}
 
 /** Children left behind by a test process that is killed (tap timeout) would keep consuming. */
 const liveChildren = new Set<ChildProcess>()

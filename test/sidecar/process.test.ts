@@ -4,7 +4,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -14,17 +13,11 @@ import type { Transport } from '../../src/transport/transport.js'
 import { Inbox } from '../transport/conformance.js'
 import { rabbitTransport } from '../support/rabbitmq.js'
 import { SIDECAR_HANDLERS_DIR, envelope, json, rabbitWorld, rand } from '../support/actor-harness.js'
+import { freePort } from '../support/free-port.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const world = rabbitWorld()
 
-async function freePort(): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()))
-  const port = (s.address() as AddressInfo).port
-  await new Promise<void>((r) => s.close(() => r()))
-  return port
-}
 
 interface Spawned {
   child: ChildProcess

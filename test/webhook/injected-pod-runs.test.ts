@@ -6,7 +6,6 @@
  */
 import t from 'tap'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { createServer } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { rmSync, unlinkSync } from 'node:fs'
@@ -16,6 +15,7 @@ import { rabbitTransport, testExchange } from '../support/rabbitmq.js'
 import { SIDECAR_HANDLERS_DIR, envelope, json, rand } from '../support/actor-harness.js'
 import { testConfig } from './fixtures.js'
 import { tmp, waitFor } from './helpers.js'
+import { freePort } from '../support/free-port.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
@@ -36,13 +36,6 @@ interface Container {
   livenessProbe?: Probe
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  const port = (s.address() as { port: number }).port
-  await new Promise<void>((r) => s.close(() => r()))
-  return port
-}
 
 t.test('a pod injected by the webhook runs: probes, runtime and sidecar process an envelope', async (t) => {
   const exchange = testExchange('asya-wh')
