@@ -19,6 +19,7 @@ import { createLogger } from '../src/logger.js'
 import { generateCerts } from '../webhook/certs.js'
 import { createWebhookServer } from '../webhook/server.js'
 import { testConfig } from '../test/webhook/fixtures.js'
+import { admissionReview } from '../test/webhook/helpers.js'
 
 /** The slice of autocannon's API used here (the package ships no types). */
 interface CannonResult {
@@ -37,21 +38,9 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10)
 const TARGET_RATE = 2000
 const log = (s: string): void => void process.stderr.write(`${s}\n`)
 
+/** The same AdmissionReview the webhook tests send (test/webhook/helpers.ts), as a request body. */
 function review(object: unknown): string {
-  return JSON.stringify({
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid: '705ab4f5-6393-11e8-b7cc-42010a800002',
-      kind: { group: '', version: 'v1', kind: 'Pod' },
-      resource: { group: '', version: 'v1', resource: 'pods' },
-      namespace: 'team-a',
-      operation: 'CREATE',
-      userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller' },
-      object,
-      dryRun: false,
-    },
-  })
+  return JSON.stringify(admissionReview(object))
 }
 
 function pod(labels: Record<string, string>, annotations: Record<string, string>): unknown {
