@@ -57,9 +57,8 @@ export class PrefetchWindow {
 
   private apply(n: number): void {
     if (n === this.current) return
-    const set = this.subscription?.setPrefetch
-    if (!set) return
+    if (!this.subscription) return
     this.current = n
-    void set.call(this.subscription, n).catch(() => undefined)
+    void this.subscription.setPrefetch(n).catch(() => undefined)
   }
 }

@@ -77,6 +77,10 @@ interface ConsumerRecord {
   cancelled: boolean
   channel?: Channel
   consumerTag?: string
+  /** Prefetch the current consumer was started with (basic.qos binds at basic.consume). */
+  consumerPrefetch?: number
+  /** Serialises prefetch changes. */
+  resizing?: Promise<void>
 }
 
 const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 200, maxMs: 10_000 }
@@ -330,13 +334,16 @@ export class RabbitMqTransport implements Transport {
       cancel: async () => {
         record.cancelled = true
         this.consumers.delete(record)
+        await record.resizing // a consumer swap in progress finishes first (it sees `cancelled`)
         const { channel, consumerTag } = record
         if (channel && consumerTag) await channel.cancel(consumerTag).catch(() => undefined)
       },
-      setPrefetch: async (n: number) => {
-        // Kept for re-subscriptions; basic.qos RPCs on one channel are applied in call order.
+      setPrefetch: (n: number) => {
         record.prefetch = Math.max(1, n)
-        await record.channel?.prefetch(record.prefetch).catch(() => undefined)
+        record.resizing = (record.resizing ?? Promise.resolve()).then(() => this.resize(record)).catch((err: unknown) => {
+          this.logger?.warn({ err: errorMessage(err), actor: record.actor }, 'prefetch change failed; keeping the previous window')
+        })
+        return record.resizing
       },
     }
   }
@@ -357,8 +364,14 @@ export class RabbitMqTransport implements Transport {
       record.consumerTag = undefined
       if (!record.cancelled && this.conn === conn && !this.closed) this.resubscribeLater(record, conn)
     })
-    await ch.prefetch(record.prefetch)
     record.channel = ch
+    await this.startConsumer(record, ch)
+  }
+
+  /** basic.qos + basic.consume on `ch` with the record's current prefetch. */
+  private async startConsumer(record: ConsumerRecord, ch: Channel): Promise<void> {
+    const prefetch = record.prefetch
+    await ch.prefetch(prefetch)
     const { consumerTag } = await ch.consume(queueName(record.actor), (msg: ConsumeMessage | null) => {
       if (msg === null) {
         // Server-side cancel (queue deleted): close this channel and subscribe again later.
@@ -369,6 +382,21 @@ export class RabbitMqTransport implements Transport {
       this.dispatch(record, ch, msg)
     })
     record.consumerTag = consumerTag
+    record.consumerPrefetch = prefetch
+  }
+
+  /**
+   * RabbitMQ binds a (non-global) prefetch to a consumer when it starts: a later basic.qos does not
+   * change consumers that already exist. So a new window means a new consumer on the same channel,
+   * started before the old one is cancelled; unacked deliveries of the old consumer stay ours to
+   * settle on that channel. Rare by design (the window changes with the workload's regime).
+   */
+  private async resize(record: ConsumerRecord): Promise<void> {
+    const ch = record.channel
+    const oldTag = record.consumerTag
+    if (!ch || !oldTag || record.cancelled || record.consumerPrefetch === record.prefetch) return
+    await this.startConsumer(record, ch)
+    await ch.cancel(oldTag)
   }
 
   private resubscribeLater(record: ConsumerRecord, conn: ChannelModel, attempt = 0): void {

@@ -265,6 +265,11 @@ export class SqsTransport implements Transport {
         c.wake?.()
         this.consumers.delete(c)
       },
+      setPrefetch: async (n: number) => {
+        // Takes effect at the next receive: a long poll in progress asks for the old count at most.
+        c.prefetch = Math.max(1, n)
+        c.wake?.()
+      },
     }
   }
 

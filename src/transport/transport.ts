@@ -84,11 +84,12 @@ export interface Subscription {
   /** Stops new deliveries. Deliveries already handed out can still be settled. */
   cancel(): Promise<void>
   /**
-   * Changes the bound of unsettled deliveries. Resolves once the broker applies it, so a lowered
-   * bound is in force before any later ack frees a slot. Optional: transports without a
-   * broker-side window (SQS) leave it out.
+   * Changes the bound of unsettled deliveries of this running subscription. Resolves once new
+   * deliveries follow the new bound. Deliveries handed out before the change may not count
+   * against it (RabbitMQ binds a window to a consumer, so a change starts a new consumer): while
+   * they are unsettled, up to old + new bound can be outstanding.
    */
-  setPrefetch?(prefetch: number): Promise<void>
+  setPrefetch(prefetch: number): Promise<void>
 }
 
 export interface PublishOptions {

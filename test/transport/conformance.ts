@@ -131,6 +131,38 @@ export function runTransportConformance(target: ConformanceTarget): void {
     await tr.deleteQueue(`${a}-dlq`)
   })
 
+  t.test(`${target.name}: setPrefetch widens and narrows a running subscription`, async (t) => {
+    const tr = await make()
+    const a = randomActor()
+    await tr.ensureQueue(a)
+    for (let i = 0; i < 12; i++) await tr.publish(a, Buffer.from(JSON.stringify({ i })))
+    const inbox = new Inbox()
+    const sub = await tr.consume(a, inbox.push, { prefetch: 2 })
+    await inbox.next()
+    await inbox.next()
+    await new Promise((r) => setTimeout(r, 400))
+    t.equal(inbox.seen.length, 2, 'window of 2 before the change')
+    await sub.setPrefetch(5)
+    // Nothing is settled: only the wider window can hand out more.
+    await waitFor(() => inbox.seen.length >= 5, 20_000, 'the wider window to fill')
+    await new Promise((r) => setTimeout(r, 400))
+    t.ok(inbox.seen.length >= 5 && inbox.seen.length <= 7, `widened: ${inbox.seen.length} outstanding (5, or up to 2 + 5 during the change)`)
+    await sub.setPrefetch(1)
+    let settled = 0
+    while (settled < inbox.seen.length) await (inbox.seen[settled++] as Delivery).ack()
+    await new Promise((r) => setTimeout(r, 500))
+    t.ok(inbox.seen.length - settled <= 1, `narrowed: ${inbox.seen.length - settled} outstanding after settling the earlier ones`)
+    while (settled < 12) {
+      await waitFor(() => inbox.seen.length > settled, 20_000, 'the next delivery')
+      t.ok(inbox.seen.length - settled <= 1, 'never more than one outstanding')
+      await (inbox.seen[settled++] as Delivery).ack()
+    }
+    t.equal(inbox.seen.length, 12, 'every message delivered once')
+    await sub.cancel()
+    await tr.deleteQueue(a)
+    await tr.deleteQueue(`${a}-dlq`)
+  })
+
   t.test(`${target.name}: retry redelivers later with attempt + 1 and the reason`, async (t) => {
     const tr = await make()
     const a = randomActor()
