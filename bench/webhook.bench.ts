@@ -150,7 +150,9 @@ async function paced(name: string, url: string, body: string, rate: number, seco
   const finished = new Promise<void>((r) => (finish = r))
   const send = (c: Conn, due: number): void => {
     c.busy = true
-    c.due = due
+    // Late (queued behind a stall): count from the due time. Early (the loop sends up to 1 ms ahead
+    // rather than sleeping for less than a timer tick): count from the actual send.
+    c.due = Math.min(due, performance.now())
     c.s.write(wire)
   }
   const conns = await Promise.all(
