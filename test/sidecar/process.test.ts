@@ -3,7 +3,7 @@
  * metrics, and the SIGTERM drain (result delivered, exit 0, no duplicate).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -23,6 +23,14 @@ interface Spawned {
   child: ChildProcess
   output: () => string
   exited: Promise<number | null>
+}
+
+/** NODE_OPTIONS of the sidecar image (deploy/docker/sidecar.Dockerfile). */
+function imageNodeOptions(): string {
+  const dockerfile = readFileSync(join(root, 'deploy', 'docker', 'sidecar.Dockerfile'), 'utf8')
+  const m = /^ENV NODE_OPTIONS="([^"]*)"/m.exec(dockerfile)
+  if (!m?.[1]) throw new Error('no ENV NODE_OPTIONS in sidecar.Dockerfile')
+  return m[1]
 }
 
 function spawnSidecar(env: Record<string, string>): Spawned {
@@ -136,4 +144,43 @@ t.test('health, readiness, metrics; SIGTERM mid-message: result delivered, exit 
   p2.child.kill('SIGTERM')
   t.equal(await p2.exited, 0)
   t.match(p.output(), /"msg":"sidecar stopped"/, 'drain logged')
+})
+
+t.test("the image's V8 heap settings carry a 40 MB envelope (no out-of-memory crash)", async (t) => {
+  const name = `big-${rand()}`
+  const socketDir = mkdtempSync(join(tmpdir(), 'asya-big-'))
+  const client: Transport = rabbitTransport({ exchange: world.exchange })
+  await client.connect()
+  await client.ensureQueue(world.happyEnd)
+  await client.ensureQueue(name)
+  const happy = new Inbox()
+  await client.consume(world.happyEnd, happy.push, { prefetch: 2 })
+  const runtime = new RuntimeProcess({ handler: 'sidecar_handlers.echo', socketDir, pythonPath: [SIDECAR_HANDLERS_DIR], env: { ASYA_LOG_LEVEL: 'WARNING' } })
+  await runtime.start()
+  const nodeOptions = imageNodeOptions()
+  const p = spawnSidecar({ ...world.env, NODE_OPTIONS: nodeOptions, ASYA_ACTOR_NAME: name, ASYA_SOCKET_DIR: socketDir, ASYA_METRICS_ADDR: `127.0.0.1:${await freePort()}` })
+  t.teardown(async () => {
+    p.child.kill('SIGKILL')
+    await runtime.stop().catch(() => undefined)
+    for (const q of [name, world.happyEnd]) {
+      await client.deleteQueue(q).catch(() => undefined)
+      await client.deleteQueue(`${q}-dlq`).catch(() => undefined)
+    }
+    await client.close()
+    rmSync(socketDir, { recursive: true, force: true })
+  })
+  const blob = 'é'.repeat(20 * 1024 * 1024) // 40 MB of UTF-8: two-byte characters, the harder case for V8 strings
+  // Two in a row: the second is parsed while the first is in the runtime.
+  for (const i of [1, 2]) await client.publish(name, envelope(`big${i}-${name}`, [name], { blob }))
+  for (const i of [1, 2]) {
+    const crashed = p.exited.then((code) => {
+      throw new Error(`sidecar exited (${code}): ${p.output().slice(-500)}`)
+    })
+    const d = await Promise.race([happy.next(120_000), crashed])
+    const env = json(d)
+    t.equal(env.id, `big${i}-${name}`)
+    t.equal((env.payload as { blob: string }).blob.length, blob.length, `envelope ${i} intact under NODE_OPTIONS=${nodeOptions}`)
+  }
+  t.equal(p.child.exitCode, null, 'the sidecar is still running')
+  t.notMatch(p.output(), /heap out of memory/i)
 })
