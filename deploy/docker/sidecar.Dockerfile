@@ -12,11 +12,11 @@ RUN npx tsc -p tsconfig.build.json && npm prune --omit=dev
 
 FROM node:22-slim
 ENV NODE_ENV=production
-# A small heap: the sidecar holds a few envelopes at a time. A 1 MiB young generation and a 256 MiB
+# A small heap: the sidecar holds a few envelopes at a time. A 2 MiB young generation and a 256 MiB
 # old-generation cap make V8 collect early (RSS under load ~70 MB instead of ~100 MB) while still
 # carrying envelopes of tens of MB (test/sidecar/process.test.ts sends 40 MB under these flags).
-# For larger envelopes raise --max-old-space-size (about 5 x the envelope size) in the pod's env.
-ENV NODE_OPTIONS="--max-semi-space-size=1 --max-old-space-size=256"
+# Memory per large envelope in flight is ~8 x its size: see NODE_OPTIONS in docs/configuration.md.
+ENV NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=256"
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

@@ -184,4 +184,7 @@ t.test("the image's V8 heap settings carry a 40 MB envelope (no out-of-memory cr
   }
   t.equal(p.child.exitCode, null, 'the sidecar is still running')
   t.notMatch(p.output(), /heap out of memory/i)
+  // Peak RSS, for docs/configuration.md (memory limit needed per envelope size).
+  const hwm = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${p.child.pid}/status`, 'utf8'))?.[1]
+  t.comment(`sidecar peak RSS with two 40 MB envelopes: ${Math.round(Number(hwm) / 1024)} MB`)
 })
