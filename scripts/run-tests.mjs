@@ -4,6 +4,7 @@
 // Extra arguments are passed to tap (e.g. a single test file).
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
+import { ensureBroker } from './ensure-broker.mjs'
 
 function run(cmd, args, opts = {}) {
   return new Promise((resolve) => {
@@ -22,6 +23,7 @@ const tapArgs = args.filter((a) => !a.startsWith('--python-only') && !a.startsWi
 let passed = 0, failed = 0, skipped = 0, exit = 0
 
 if (!onlyPython) {
+  await ensureBroker()
   const tap = await run('npx', ['tap', '--reporter=tap', ...tapArgs])
   // A subtest's result line carries `# time=` (or a SKIP/TODO directive); assertions do not.
   // Depth-1 subtests (4 spaces) are the tests of a file; files themselves are depth 0.
