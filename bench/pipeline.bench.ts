@@ -18,6 +18,7 @@ import { RuntimeProcess } from '../src/runtime/runtime-process.js'
 import { RabbitMqTransport, amqpUrl } from '../src/transport/rabbitmq-transport.js'
 import { SqsTransport } from '../src/transport/sqs-transport.js'
 import type { Transport } from '../src/transport/transport.js'
+import { sidecarImageNodeOptions } from '../test/support/sidecar-image.js'
 import { SQS_TEST_CREDENTIALS, startSqsServer, type SqsTestServer } from '../test/support/sqs-server.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -210,11 +211,7 @@ function procStats(pid: number): { rssMb: number; anonMb: number; cpuTicks: numb
   }
 }
 
-/** NODE_OPTIONS of the sidecar image, so the sidecars here run with the image's V8 settings. */
-function imageNodeOptions(): string {
-  const dockerfile = readFileSync(join(root, 'deploy', 'docker', 'sidecar.Dockerfile'), 'utf8')
-  return /^ENV NODE_OPTIONS="([^"]*)"/m.exec(dockerfile)?.[1] ?? ''
-}
+
 
 /** CPU seconds (user + system) of a process, from /proc. */
 function cpuSeconds(pid: number | undefined): number {
@@ -308,7 +305,7 @@ async function pipeline(n: number, o: { sqs?: SqsTestServer; hop?: HopKind } = {
       cwd: root,
       env: {
         PATH: process.env.PATH ?? '',
-        ...(hop === 'sidecar' ? { NODE_OPTIONS: imageNodeOptions() } : {}),
+        ...(hop === 'sidecar' ? { NODE_OPTIONS: sidecarImageNodeOptions() } : {}),
         ASYA_ACTOR_NAME: a,
         ...transportEnv,
         ASYA_ACTOR_HAPPY_END: happyEnd,
@@ -499,7 +496,7 @@ async function main(): Promise<void> {
 Method: ${N} envelopes of ~1 KB through 3 echo actors to a happy-end queue consumed by the bench;
 each actor is a real \`asya_runtime.py\` plus, beside it, either the sidecar (compiled
 \`dist/sidecar/main.js\`, default settings, NODE_OPTIONS of the sidecar image:
-\`${imageNodeOptions()}\`) or the **minimal hop** (bench/minimal-hop.ts: consume with the same
+\`${sidecarImageNodeOptions()}\`) or the **minimal hop** (bench/minimal-hop.ts: consume with the same
 window → runtime call → publish with confirm to the next actor → ack, and nothing else: the floor
 any sidecar design sits on with this broker, this runtime protocol and this machine). RabbitMQ on
 the same host. Throughput: closed loop with ${WINDOW} envelopes in flight after 500 warm-up

@@ -14,6 +14,7 @@ import { Inbox } from '../transport/conformance.js'
 import { rabbitTransport } from '../support/rabbitmq.js'
 import { SIDECAR_HANDLERS_DIR, envelope, json, rabbitWorld, rand } from '../support/actor-harness.js'
 import { freePort } from '../support/free-port.js'
+import { sidecarImageNodeOptions } from '../support/sidecar-image.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const world = rabbitWorld()
@@ -25,12 +26,14 @@ interface Spawned {
   exited: Promise<number | null>
 }
 
-/** NODE_OPTIONS of the sidecar image (deploy/docker/sidecar.Dockerfile). */
-function imageNodeOptions(): string {
-  const dockerfile = readFileSync(join(root, 'deploy', 'docker', 'sidecar.Dockerfile'), 'utf8')
-  const m = /^ENV NODE_OPTIONS="([^"]*)"/m.exec(dockerfile)
-  if (!m?.[1]) throw new Error('no ENV NODE_OPTIONS in sidecar.Dockerfile')
-  return m[1]
+/** Deletes the test's queues (and their DLQs), closes the client, removes the socket dir. */
+async function dropQueues(client: Transport, queues: string[], socketDir: string): Promise<void> {
+  for (const q of queues) {
+    await client.deleteQueue(q).catch(() => undefined)
+    await client.deleteQueue(`${q}-dlq`).catch(() => undefined)
+  }
+  await client.close()
+  rmSync(socketDir, { recursive: true, force: true })
 }
 
 function spawnSidecar(env: Record<string, string>): Spawned {
@@ -84,12 +87,7 @@ t.test('health, readiness, metrics; SIGTERM mid-message: result delivered, exit 
   const runtime = new RuntimeProcess({ handler: 'sidecar_handlers.slow', socketDir, pythonPath: [SIDECAR_HANDLERS_DIR], env: { ASYA_LOG_LEVEL: 'WARNING' } })
   t.teardown(async () => {
     await runtime.stop().catch(() => undefined)
-    for (const q of [name, world.happyEnd]) {
-      await client.deleteQueue(q).catch(() => undefined)
-      await client.deleteQueue(`${q}-dlq`).catch(() => undefined)
-    }
-    await client.close()
-    rmSync(socketDir, { recursive: true, force: true })
+    await dropQueues(client, [name, world.happyEnd], socketDir)
   })
   const env = { ...world.env, ASYA_ACTOR_NAME: name, ASYA_SOCKET_DIR: socketDir, ASYA_METRICS_ADDR: `127.0.0.1:${port}`, ASYA_SHUTDOWN_TIMEOUT: '30s' }
   const p = spawnSidecar(env)
@@ -157,17 +155,12 @@ t.test("the image's V8 heap settings carry a 40 MB envelope (no out-of-memory cr
   await client.consume(world.happyEnd, happy.push, { prefetch: 2 })
   const runtime = new RuntimeProcess({ handler: 'sidecar_handlers.echo', socketDir, pythonPath: [SIDECAR_HANDLERS_DIR], env: { ASYA_LOG_LEVEL: 'WARNING' } })
   await runtime.start()
-  const nodeOptions = imageNodeOptions()
+  const nodeOptions = sidecarImageNodeOptions()
   const p = spawnSidecar({ ...world.env, NODE_OPTIONS: nodeOptions, ASYA_ACTOR_NAME: name, ASYA_SOCKET_DIR: socketDir, ASYA_METRICS_ADDR: `127.0.0.1:${await freePort()}` })
   t.teardown(async () => {
     p.child.kill('SIGKILL')
     await runtime.stop().catch(() => undefined)
-    for (const q of [name, world.happyEnd]) {
-      await client.deleteQueue(q).catch(() => undefined)
-      await client.deleteQueue(`${q}-dlq`).catch(() => undefined)
-    }
-    await client.close()
-    rmSync(socketDir, { recursive: true, force: true })
+    await dropQueues(client, [name, world.happyEnd], socketDir)
   })
   const blob = 'é'.repeat(20 * 1024 * 1024) // 40 MB of UTF-8: two-byte characters, the harder case for V8 strings
   // Two in a row: the second is parsed while the first is in the runtime.
