@@ -28,6 +28,8 @@ const HANDLERS = join(root, 'test', 'sidecar', 'handlers')
 const PAYLOAD = { blob: 'x'.repeat(900) } // ≈ 1 KB envelopes
 const WINDOW = Number(process.env.BENCH_WINDOW ?? 256)
 const LATENCY_N = 1000
+/** V8 flags of the sidecar processes: the image's unless BENCH_SIDECAR_NODE_OPTIONS says otherwise. */
+const SIDECAR_NODE_OPTIONS = process.env.BENCH_SIDECAR_NODE_OPTIONS ?? sidecarImageNodeOptions()
 const log = (s: string): void => void process.stderr.write(`${s}\n`)
 
 function pct(sorted: number[], p: number): number {
@@ -305,7 +307,7 @@ async function pipeline(n: number, o: { sqs?: SqsTestServer; hop?: HopKind } = {
       cwd: root,
       env: {
         PATH: process.env.PATH ?? '',
-        ...(hop === 'sidecar' ? { NODE_OPTIONS: sidecarImageNodeOptions() } : {}),
+        ...(hop === 'sidecar' ? { NODE_OPTIONS: SIDECAR_NODE_OPTIONS } : {}),
         ASYA_ACTOR_NAME: a,
         ...transportEnv,
         ASYA_ACTOR_HAPPY_END: happyEnd,
@@ -318,12 +320,22 @@ async function pipeline(n: number, o: { sqs?: SqsTestServer; hop?: HopKind } = {
     })
     sidecars.push(child)
   }
+  // A hop process that dies (bad flags, crash) would leave the bench waiting forever.
+  let measuring = true
+  const died = new Promise<never>((_, reject) => {
+    for (const c of sidecars) {
+      c.once('exit', (code) => {
+        if (measuring) reject(new Error(`${hop} process for an actor exited (code ${code}) during the run`))
+      })
+    }
+  })
+  died.catch(() => undefined)
   // Wait until all three queues have a consumer: a probe envelope must come back.
   const lat: number[] = []
   const sentAt = new Map<string, number>()
   let got = 0
   let resolve!: () => void
-  let done = new Promise<void>((r) => (resolve = r))
+  let done = Promise.race([new Promise<void>((r) => (resolve = r)), died])
   let target = 1
   let onArrival: (() => void) | undefined
   await client.consume(
@@ -344,20 +356,20 @@ async function pipeline(n: number, o: { sqs?: SqsTestServer; hop?: HopKind } = {
       await client.publish(actors[0] as string, env('warmup'))
       break
     } catch {
-      await new Promise((r) => setTimeout(r, 200))
+      await Promise.race([new Promise((r) => setTimeout(r, 200)), died])
     }
   }
   await done
   // Warm-up of 500 envelopes, then the measured run.
   got = 0
   target = 500
-  done = new Promise<void>((r) => (resolve = r))
+  done = Promise.race([new Promise<void>((r) => (resolve = r)), died])
   await Promise.all(Array.from({ length: 500 }, (_, i) => client.publish(actors[0] as string, env(`w${i}`))))
   await done
   lat.length = 0
   got = 0
   target = n
-  done = new Promise<void>((r) => (resolve = r))
+  done = Promise.race([new Promise<void>((r) => (resolve = r)), died])
   const before = sidecars.map((c) => procStats(c.pid ?? 0))
   const stopCpu = cpuMeter({ ...(sqs ? {} : { broker: brokerPid() }), runtimes: runtimes.map((r) => r.pid), sidecars: sidecars.map((c) => c.pid) })()
   let maxRss = 0
@@ -392,7 +404,7 @@ async function pipeline(n: number, o: { sqs?: SqsTestServer; hop?: HopKind } = {
     lat.length = 0
     got = 0
     target = 1
-    done = new Promise<void>((r) => (resolve = r))
+    done = Promise.race([new Promise<void>((r) => (resolve = r)), died])
     sentAt.set(`l${i}`, performance.now())
     await client.publish(actors[0] as string, env(`l${i}`))
     await done
@@ -402,6 +414,7 @@ async function pipeline(n: number, o: { sqs?: SqsTestServer; hop?: HopKind } = {
   const after = sidecars.map((c) => procStats(c.pid ?? 0))
   const ticks = after.reduce((s, a, i) => s + a.cpuTicks - (before[i]?.cpuTicks ?? 0), 0) / sidecars.length
   const cpuPct = (ticks / 100 / secs) * 100
+  measuring = false
   for (const c of sidecars) c.kill('SIGTERM')
   await Promise.all(sidecars.map((c) => new Promise((r) => c.once('exit', r))))
   for (const rp of runtimes) await rp.stop()
@@ -459,6 +472,7 @@ async function main(): Promise<void> {
     log(`${name}: ${r.rate.toFixed(0)}/s; one at a time p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} ms; rss ${r.maxRssMb.toFixed(0)} MB (anon ${r.maxAnonMb.toFixed(0)}); cpu ms/envelope broker ${ms(r.cpu.broker)} runtimes ${ms(r.cpu.runtimes)} hops ${ms(r.cpu.sidecars)} client ${ms(r.cpu.client)}`)
   }
   const sqsN = Number(process.env.BENCH_SQS_N ?? Math.min(N, 3000))
+  if (sqsN === 0) return // BENCH_SQS_N=0: RabbitMQ part only, nothing printed (exploration runs)
   const sqs = await startSqsServer()
   const sqsRaw = await sqsRelay(sqs, sqsN)
   log(`sqs relay (transport only): ${sqsRaw.toFixed(0)}/s`)
@@ -496,7 +510,7 @@ async function main(): Promise<void> {
 Method: ${N} envelopes of ~1 KB through 3 echo actors to a happy-end queue consumed by the bench;
 each actor is a real \`asya_runtime.py\` plus, beside it, either the sidecar (compiled
 \`dist/sidecar/main.js\`, default settings, NODE_OPTIONS of the sidecar image:
-\`${sidecarImageNodeOptions()}\`) or the **minimal hop** (bench/minimal-hop.ts: consume with the same
+\`${SIDECAR_NODE_OPTIONS}\`) or the **minimal hop** (bench/minimal-hop.ts: consume with the same
 window → runtime call → publish with confirm to the next actor → ack, and nothing else: the floor
 any sidecar design sits on with this broker, this runtime protocol and this machine). RabbitMQ on
 the same host. Throughput: closed loop with ${WINDOW} envelopes in flight after 500 warm-up
@@ -505,7 +519,7 @@ envelopes one at a time (no queueing). CPU: user + system seconds of every proce
 over the measured window, per envelope (broker = the local \`beam.smp\`). Baselines in the same
 run: the raw relay (plain amqplib with \`noDelay\`, consume → publish persistent with confirm → ack,
 3 hops) at prefetch 1/8/32 and one runtime's sequential round-trip rate through \`RuntimeClient\`
-(1 KB). Reproduce: \`npm run bench -- pipeline\` (BENCH_N, BENCH_WINDOW, BENCH_PREFETCH).
+(1 KB). Reproduce: \`npm run bench -- pipeline\` (BENCH_N, BENCH_WINDOW, BENCH_PREFETCH, BENCH_SIDECAR_NODE_OPTIONS; BENCH_SQS_N=0 skips the SQS part and the report).
 
 | measurement | value |
 |---|---|
