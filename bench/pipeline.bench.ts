@@ -213,8 +213,6 @@ function procStats(pid: number): { rssMb: number; anonMb: number; cpuTicks: numb
   }
 }
 
-
-
 /** CPU seconds (user + system) of a process, from /proc. */
 function cpuSeconds(pid: number | undefined): number {
   return pid === undefined ? 0 : procStats(pid).cpuTicks / 100
@@ -335,8 +333,15 @@ async function pipeline(n: number, o: { sqs?: SqsTestServer; hop?: HopKind } = {
   const sentAt = new Map<string, number>()
   let got = 0
   let resolve!: () => void
-  let done = Promise.race([new Promise<void>((r) => (resolve = r)), died])
-  let target = 1
+  let done!: Promise<void>
+  let target = 0
+  /** Arms `done` to resolve after `k` more arrivals at happy-end (or reject if a hop process dies). */
+  const expect = (k: number): void => {
+    got = 0
+    target = k
+    done = Promise.race([new Promise<void>((r) => (resolve = r)), died])
+  }
+  expect(1)
   let onArrival: (() => void) | undefined
   await client.consume(
     happyEnd,
@@ -361,16 +366,11 @@ async function pipeline(n: number, o: { sqs?: SqsTestServer; hop?: HopKind } = {
   }
   await done
   // Warm-up of 500 envelopes, then the measured run.
-  got = 0
-  target = 500
-  done = Promise.race([new Promise<void>((r) => (resolve = r)), died])
+  expect(500)
   await Promise.all(Array.from({ length: 500 }, (_, i) => client.publish(actors[0] as string, env(`w${i}`))))
   await done
   lat.length = 0
-  got = 0
-  target = n
-  done = Promise.race([new Promise<void>((r) => (resolve = r)), died])
-  const before = sidecars.map((c) => procStats(c.pid ?? 0))
+  expect(n)
   const stopCpu = cpuMeter({ ...(sqs ? {} : { broker: brokerPid() }), runtimes: runtimes.map((r) => r.pid), sidecars: sidecars.map((c) => c.pid) })()
   let maxRss = 0
   let maxAnon = 0
@@ -402,18 +402,15 @@ async function pipeline(n: number, o: { sqs?: SqsTestServer; hop?: HopKind } = {
   const seqLat: number[] = []
   for (let i = 0; i < LATENCY_N; i++) {
     lat.length = 0
-    got = 0
-    target = 1
-    done = Promise.race([new Promise<void>((r) => (resolve = r)), died])
+    expect(1)
     sentAt.set(`l${i}`, performance.now())
     await client.publish(actors[0] as string, env(`l${i}`))
     await done
     if (lat[0] !== undefined) seqLat.push(lat[0])
   }
   seqLat.sort((a, b) => a - b)
-  const after = sidecars.map((c) => procStats(c.pid ?? 0))
-  const ticks = after.reduce((s, a, i) => s + a.cpuTicks - (before[i]?.cpuTicks ?? 0), 0) / sidecars.length
-  const cpuPct = (ticks / 100 / secs) * 100
+  // Mean sidecar CPU over the throughput window (the same window as the per-envelope figures).
+  const cpuPct = ((cpu.sidecars * n) / 1000 / sidecars.length / secs) * 100
   measuring = false
   for (const c of sidecars) c.kill('SIGTERM')
   await Promise.all(sidecars.map((c) => new Promise((r) => c.once('exit', r))))
