@@ -20,6 +20,10 @@ import { SqsTransport } from '../src/transport/sqs-transport.js'
 import type { Transport } from '../src/transport/transport.js'
 import { sidecarImageNodeOptions } from '../test/support/sidecar-image.js'
 import { SQS_TEST_CREDENTIALS, startSqsServer, type SqsTestServer } from '../test/support/sqs-server.js'
+import { connect as natsConnect } from '@nats-io/transport-node'
+import { AckPolicy, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream'
+import { NatsTransport } from '../src/transport/nats-transport.js'
+import { startPrivateNats, type PrivateNats } from '../test/support/private-nats.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const N = Number(process.env.BENCH_N ?? 10_000)
@@ -30,9 +34,11 @@ const WINDOW = Number(process.env.BENCH_WINDOW ?? 256)
 const LATENCY_N = 1000
 /** V8 flags of the sidecar processes: the image's unless BENCH_SIDECAR_NODE_OPTIONS says otherwise. */
 const SIDECAR_NODE_OPTIONS = process.env.BENCH_SIDECAR_NODE_OPTIONS ?? sidecarImageNodeOptions()
+/** Extra node command-line flags of the sidecar processes (flags NODE_OPTIONS refuses, e.g. --cpu-prof). */
+const SIDECAR_ARGS = (process.env.BENCH_SIDECAR_ARGS ?? '').split(' ').filter((a) => a !== '')
 const log = (s: string): void => void process.stderr.write(`${s}\n`)
 
-function pct(sorted: number[], p: number): number {
+export function pct(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number
 }
@@ -48,7 +54,7 @@ interface RawRelay {
 }
 
 /** 3 hops of plain amqplib relays (consume → publish persistent + confirm → ack) and an end queue. */
-async function startRawRelay(prefix: string, prefetch: number): Promise<RawRelay> {
+async function startRawRelay(prefix: string, prefetch: number, queueArgs: Record<string, unknown> = {}): Promise<RawRelay> {
   const tag = randomBytes(3).toString('hex')
   const exchange = `bench-${prefix}-${tag}`
   const hops = [`${prefix}1-${tag}`, `${prefix}2-${tag}`, `${prefix}3-${tag}`, `${prefix}end-${tag}`]
@@ -58,7 +64,7 @@ async function startRawRelay(prefix: string, prefetch: number): Promise<RawRelay
   const sch = await setup.createChannel()
   await sch.assertExchange(exchange, 'topic', { durable: true })
   for (const h of hops) {
-    await sch.assertQueue(`asya-${h}`, { durable: true })
+    await sch.assertQueue(`asya-${h}`, { durable: true, arguments: queueArgs })
     await sch.bindQueue(`asya-${h}`, exchange, h)
   }
   for (let i = 0; i < 3; i++) {
@@ -97,8 +103,8 @@ async function startRawRelay(prefix: string, prefetch: number): Promise<RawRelay
 }
 
 /** Raw relay throughput at a given prefetch (and CPU per envelope: broker, relay + client process). */
-async function rawRelay(prefetch: number, n: number): Promise<{ rate: number; cpu: CpuPerEnvelope }> {
-  const relay = await startRawRelay('raw', prefetch)
+export async function rawRelay(prefetch: number, n: number, queueArgs: Record<string, unknown> = {}): Promise<{ rate: number; cpu: CpuPerEnvelope }> {
+  const relay = await startRawRelay('raw', prefetch, queueArgs)
   let got = 0
   let resolve!: () => void
   const done = new Promise<void>((r) => (resolve = r))
@@ -178,8 +184,63 @@ async function sqsRelay(sqs: SqsTestServer, n: number): Promise<number> {
   return rate
 }
 
+/**
+ * NATS baseline: a 3-hop raw JetStream relay with the official client alone (consume → publish
+ * with the JetStream ack awaited → ack), on its own stream, no runtime, no Asya code.
+ */
+async function natsRawRelay(nats: PrivateNats, n: number, window: number): Promise<{ rate: number; cpu: CpuPerEnvelope }> {
+  const tag = randomBytes(3).toString('hex')
+  const stream = `BENCH_${tag}`
+  const hops = ['r1', 'r2', 'r3', 'rend'].map((h) => `bench.${tag}.${h}`)
+  const setup = await natsConnect({ servers: nats.url })
+  const jsm = await jetstreamManager(setup)
+  await jsm.streams.add({ name: stream, subjects: [`bench.${tag}.>`], storage: StorageType.File, retention: RetentionPolicy.Workqueue })
+  for (const [i, h] of hops.entries()) {
+    await jsm.consumers.add(stream, { durable_name: `c${i}`, filter_subject: h, ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000 })
+  }
+  const conns = [setup]
+  const stops: Array<() => void> = []
+  for (let i = 0; i < 3; i++) {
+    const nc = await natsConnect({ servers: nats.url })
+    conns.push(nc)
+    const js = (await jetstreamManager(nc)).jetstream()
+    const c = await js.consumers.get(stream, `c${i}`)
+    const msgs = await c.consume({ max_messages: window })
+    stops.push(() => void msgs.stop())
+    const next = hops[i + 1] as string
+    void (async () => {
+      for await (const m of msgs) {
+        void js.publish(next, m.data).then(() => m.ack(), () => m.nak(100))
+      }
+    })()
+  }
+  const js0 = jsm.jetstream()
+  let got = 0
+  let resolve!: () => void
+  const done = new Promise<void>((r) => (resolve = r))
+  const end = await (await js0.consumers.get(stream, 'c3')).consume({ max_messages: window })
+  void (async () => {
+    for await (const m of end) {
+      m.ack()
+      if (++got === n) resolve()
+    }
+  })()
+  const body = Buffer.from(JSON.stringify({ id: 'x', route: { actors: ['a'], current: 0 }, payload: PAYLOAD }))
+  const stopCpu = cpuMeter({ broker: nats.pid(), runtimes: [], sidecars: [] })()
+  const t0 = performance.now()
+  for (let i = 0; i < n; i += 100) await Promise.all(Array.from({ length: Math.min(100, n - i) }, () => js0.publish(hops[0] as string, body)))
+  await done
+  const rate = n / ((performance.now() - t0) / 1000)
+  const cpu = stopCpu(n)
+  end.stop()
+  for (const s of stops) s()
+  await jsm.streams.delete(stream)
+  for (const c of conns) await c.close()
+  return { rate, cpu }
+}
+
 /** Runtime alone: sequential round-trips of one echo runtime through RuntimeClient. */
-async function runtimeAlone(n: number): Promise<{ rate: number; p50: number; p99: number; cpuMsPerCall: number }> {
+export async function runtimeAlone(n: number): Promise<{ rate: number; p50: number; p99: number; cpuMsPerCall: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'asya-bench-rt-'))
   const rp = new RuntimeProcess({ handler: 'sidecar_handlers.echo', socketDir: dir, pythonPath: [HANDLERS], env: { ASYA_LOG_LEVEL: 'WARNING' } })
   await rp.start()
@@ -219,21 +280,21 @@ function cpuSeconds(pid: number | undefined): number {
 }
 
 /** The local RabbitMQ node (beam.smp), when the broker runs on this machine. */
-function brokerPid(): number | undefined {
+export function brokerPid(): number | undefined {
   const r = spawnSync('pgrep', ['-x', 'beam.smp'], { encoding: 'utf8' })
   const pids = (r.stdout ?? '').trim().split('\n').filter(Boolean).map(Number)
   return pids.length === 1 ? pids[0] : undefined
 }
 
 /** CPU ms per envelope, by component, over a measured window. */
-interface CpuPerEnvelope {
+export interface CpuPerEnvelope {
   broker: number
   runtimes: number
   sidecars: number
   client: number
 }
 
-function cpuMeter(pids: { broker?: number; runtimes: Array<number | undefined>; sidecars: Array<number | undefined> }): () => (n: number) => CpuPerEnvelope {
+export function cpuMeter(pids: { broker?: number; runtimes: Array<number | undefined>; sidecars: Array<number | undefined> }): () => (n: number) => CpuPerEnvelope {
   const take = (): { broker: number; runtimes: number; sidecars: number; client: number } => {
     const u = process.cpuUsage()
     return {
@@ -253,7 +314,7 @@ function cpuMeter(pids: { broker?: number; runtimes: Array<number | undefined>; 
   }
 }
 
-interface PipelineResult {
+export interface PipelineResult {
   rate: number
   loadedP50: number
   loadedP99: number
@@ -269,22 +330,51 @@ interface PipelineResult {
 /** What runs beside each runtime: the real sidecar, or the bare consume → call → publish → ack floor. */
 type HopKind = 'sidecar' | 'minimal'
 
-async function pipeline(n: number, o: { sqs?: SqsTestServer; hop?: HopKind } = {}): Promise<PipelineResult> {
+export interface PipelineOptions {
+  sqs?: SqsTestServer
+  /** Run on NATS JetStream (a private server) instead of RabbitMQ. */
+  nats?: PrivateNats
+  hop?: HopKind
+  /** Actors in the route. @default 3 */
+  actors?: number
+  /** Handler of every actor (test/sidecar/handlers). @default sidecar_handlers.echo */
+  handler?: string
+  /** Env for both the runtimes and the hop processes (ASYA_CONCURRENCY, ASYA_BATCH_SIZE, ...). */
+  env?: Record<string, string>
+  /** Envelopes of warm-up before the measured run. @default 500 */
+  warmup?: number
+  /** Envelopes sent one at a time for the latency figures. @default LATENCY_N */
+  latencyN?: number
+  /** Envelopes in flight in the closed loop. @default BENCH_WINDOW (256) */
+  window?: number
+  /** RabbitMQ queue type of every queue of the run (ASYA_RABBITMQ_QUEUE_TYPE). @default quorum */
+  queueType?: 'quorum' | 'classic'
+}
+
+export async function pipeline(n: number, o: PipelineOptions = {}): Promise<PipelineResult> {
   const sqs = o.sqs
+  const nats = o.nats
   const hop = o.hop ?? 'sidecar'
   const tag = randomBytes(3).toString('hex')
   const exchange = `bench-pipe-${tag}`
-  const actors = [`echo1-${tag}`, `echo2-${tag}`, `echo3-${tag}`]
+  const actors = Array.from({ length: o.actors ?? 3 }, (_, i) => `echo${i + 1}-${tag}`)
+  const extraEnv = o.env ?? {}
+  const window = o.window ?? WINDOW
+  const latencyN = o.latencyN ?? LATENCY_N
   const happyEnd = `happy-${tag}`
   const dirs: string[] = []
   const runtimes: RuntimeProcess[] = []
   const sidecars: ChildProcess[] = []
-  const client: Transport = sqs
-    ? new SqsTransport({ region: sqs.region, endpoint: sqs.endpoint, credentials: SQS_TEST_CREDENTIALS, waitTimeSeconds: 1 })
-    : new RabbitMqTransport({ url: URL_, exchange })
+  const client: Transport = nats
+    ? new NatsTransport({ servers: [nats.url] })
+    : sqs
+      ? new SqsTransport({ region: sqs.region, endpoint: sqs.endpoint, credentials: SQS_TEST_CREDENTIALS, waitTimeSeconds: 1 })
+      : new RabbitMqTransport({ url: URL_, exchange, topology: { queueType: o.queueType ?? 'quorum', deliveryLimit: 5 } })
   await client.connect()
   await client.ensureQueue(happyEnd)
-  const transportEnv: Record<string, string> = sqs
+  const transportEnv: Record<string, string> = nats
+    ? { ASYA_TRANSPORT: 'nats', ASYA_NATS_URL: nats.url }
+    : sqs
     ? {
         ASYA_TRANSPORT: 'sqs',
         ASYA_AWS_REGION: sqs.region,
@@ -293,14 +383,14 @@ async function pipeline(n: number, o: { sqs?: SqsTestServer; hop?: HopKind } = {
         AWS_ACCESS_KEY_ID: SQS_TEST_CREDENTIALS.accessKeyId,
         AWS_SECRET_ACCESS_KEY: SQS_TEST_CREDENTIALS.secretAccessKey,
       }
-    : { ASYA_TRANSPORT: 'rabbitmq', ASYA_RABBITMQ_URL: URL_, ASYA_RABBITMQ_EXCHANGE: exchange }
+    : { ASYA_TRANSPORT: 'rabbitmq', ASYA_RABBITMQ_URL: URL_, ASYA_RABBITMQ_EXCHANGE: exchange, ...(o.queueType ? { ASYA_RABBITMQ_QUEUE_TYPE: o.queueType } : {}) }
   for (const a of actors) {
     const dir = mkdtempSync(join(tmpdir(), `asya-bench-${a}-`))
     dirs.push(dir)
-    const rp = new RuntimeProcess({ handler: 'sidecar_handlers.echo', socketDir: dir, pythonPath: [HANDLERS], env: { ASYA_LOG_LEVEL: 'WARNING' } })
+    const rp = new RuntimeProcess({ handler: o.handler ?? 'sidecar_handlers.echo', socketDir: dir, pythonPath: [HANDLERS], env: { ASYA_LOG_LEVEL: 'WARNING', ...extraEnv } })
     await rp.start()
     runtimes.push(rp)
-    const args = hop === 'sidecar' ? [join(root, 'dist', 'sidecar', 'main.js')] : ['--import', join(root, 'scripts', 'register-ts.mjs'), join(root, 'bench', 'minimal-hop.ts')]
+    const args = hop === 'sidecar' ? [...SIDECAR_ARGS, join(root, 'dist', 'sidecar', 'main.js')] : ['--import', join(root, 'scripts', 'register-ts.mjs'), join(root, 'bench', 'minimal-hop.ts')]
     const child = spawn(process.execPath, args, {
       cwd: root,
       env: {
@@ -313,6 +403,7 @@ async function pipeline(n: number, o: { sqs?: SqsTestServer; hop?: HopKind } = {
         ASYA_METRICS_ADDR: '127.0.0.1:0',
         ASYA_LOG_LEVEL: 'warn',
         ...(process.env.BENCH_PREFETCH ? { ASYA_RABBITMQ_PREFETCH: process.env.BENCH_PREFETCH } : {}),
+        ...extraEnv,
       },
       stdio: ['ignore', 'ignore', 'inherit'],
     })
@@ -365,13 +456,16 @@ async function pipeline(n: number, o: { sqs?: SqsTestServer; hop?: HopKind } = {
     }
   }
   await done
-  // Warm-up of 500 envelopes, then the measured run.
-  expect(500)
-  await Promise.all(Array.from({ length: 500 }, (_, i) => client.publish(actors[0] as string, env(`w${i}`))))
-  await done
+  // Warm-up, then the measured run.
+  const warmup = o.warmup ?? 500
+  if (warmup > 0) {
+    expect(warmup)
+    await Promise.all(Array.from({ length: warmup }, (_, i) => client.publish(actors[0] as string, env(`w${i}`))))
+    await done
+  }
   lat.length = 0
   expect(n)
-  const stopCpu = cpuMeter({ ...(sqs ? {} : { broker: brokerPid() }), runtimes: runtimes.map((r) => r.pid), sidecars: sidecars.map((c) => c.pid) })()
+  const stopCpu = cpuMeter({ ...(sqs ? {} : { broker: nats ? nats.pid() : brokerPid() }), runtimes: runtimes.map((r) => r.pid), sidecars: sidecars.map((c) => c.pid) })()
   let maxRss = 0
   let maxAnon = 0
   const sampler = setInterval(() => {
@@ -391,7 +485,7 @@ async function pipeline(n: number, o: { sqs?: SqsTestServer; hop?: HopKind } = {
   }
   onArrival = sendNext
   const t0 = performance.now()
-  for (let i = 0; i < WINDOW; i++) sendNext()
+  for (let i = 0; i < window; i++) sendNext()
   await done
   const secs = (performance.now() - t0) / 1000
   const cpu = stopCpu(n)
@@ -400,7 +494,7 @@ async function pipeline(n: number, o: { sqs?: SqsTestServer; hop?: HopKind } = {
   const throughputLat = [...lat].sort((a, b) => a - b)
   // Latency: one envelope at a time, so it is the pipeline's own latency, not queueing.
   const seqLat: number[] = []
-  for (let i = 0; i < LATENCY_N; i++) {
+  for (let i = 0; i < latencyN; i++) {
     lat.length = 0
     expect(1)
     sentAt.set(`l${i}`, performance.now())
@@ -437,10 +531,26 @@ async function pipeline(n: number, o: { sqs?: SqsTestServer; hop?: HopKind } = {
 const ms = (x: number): string => x.toFixed(3)
 const total = (c: CpuPerEnvelope): number => c.broker + c.runtimes + c.sidecars + c.client
 
-async function main(): Promise<void> {
-  log('building dist/ (sidecars run as compiled JS, as in the image)')
-  const b = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' })
-  if (b.status !== 0) throw new Error('build failed')
+/** Every number of one run of this bench; {@link writeReport} turns it into docs/benchmarks.md text. */
+export interface PipelineMeasurements {
+  cores: number
+  /** Raw relay envelopes/s by prefetch (1, 8, 32). */
+  raw: Record<number, number>
+  /** CPU of the fastest raw relay. */
+  rawCpu: CpuPerEnvelope | undefined
+  bestRaw: number
+  rawLat: { p50: number; p99: number }
+  runtime: { rate: number; p50: number; p99: number; cpuMsPerCall: number }
+  /** Best of the minimal-hop runs and of the sidecar runs (RabbitMQ). */
+  floor: PipelineResult
+  pipeline: PipelineResult
+  nats?: { n: number; raws: Array<{ rate: number; cpu: CpuPerEnvelope }>; raw: { rate: number; cpu: CpuPerEnvelope }; pipeline: PipelineResult }
+  sqs?: { n: number; raw: number; pipeline: PipelineResult }
+}
+
+/** Runs every measurement (logging progress to stderr); writes nothing. */
+export async function measure(): Promise<PipelineMeasurements> {
+  buildDist()
   const cores = cpus().length
   const raw: Record<number, number> = {}
   let rawCpu: CpuPerEnvelope | undefined
@@ -468,16 +578,85 @@ async function main(): Promise<void> {
   for (const [name, r] of [['floor', floor], ['pipeline', p]] as const) {
     log(`${name}: ${r.rate.toFixed(0)}/s; one at a time p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} ms; rss ${r.maxRssMb.toFixed(0)} MB (anon ${r.maxAnonMb.toFixed(0)}); cpu ms/envelope broker ${ms(r.cpu.broker)} runtimes ${ms(r.cpu.runtimes)} hops ${ms(r.cpu.sidecars)} client ${ms(r.cpu.client)}`)
   }
+  const m: PipelineMeasurements = { cores, raw, rawCpu, bestRaw, rawLat, runtime: rt, floor, pipeline: p }
+  // NATS JetStream: a private nats-server -js (file store) on the same host, same actors and runtimes.
+  const natsN = Number(process.env.BENCH_NATS_N ?? Math.min(N, 5000))
+  if (natsN > 0) {
+    const natsServer = await startPrivateNats()
+    try {
+      const natsRaws: Array<{ rate: number; cpu: CpuPerEnvelope }> = []
+      for (const w of [1, 8, 32]) {
+        const r = await natsRawRelay(natsServer, natsN, w)
+        natsRaws.push(r)
+        log(`nats raw relay window ${w}: ${r.rate.toFixed(0)}/s; cpu ms/envelope server ${ms(r.cpu.broker)} relay+client ${ms(r.cpu.client)}`)
+      }
+      const natsRaw = natsRaws.reduce((a, r) => (r.rate > a.rate ? r : a))
+      const natsPipes: PipelineResult[] = []
+      for (let round = 0; round < 2; round++) natsPipes.push(await pipeline(natsN, { nats: natsServer }))
+      const pn = best(natsPipes)
+      log(`nats pipeline: ${pn.rate.toFixed(0)}/s; one at a time p50 ${pn.p50.toFixed(2)} p99 ${pn.p99.toFixed(2)} ms; rss ${pn.maxRssMb.toFixed(0)} MB; cpu ms/envelope server ${ms(pn.cpu.broker)} runtimes ${ms(pn.cpu.runtimes)} sidecars ${ms(pn.cpu.sidecars)} client ${ms(pn.cpu.client)}`)
+      m.nats = { n: natsN, raws: natsRaws, raw: natsRaw, pipeline: pn }
+    } finally {
+      await natsServer.destroy()
+    }
+  }
   const sqsN = Number(process.env.BENCH_SQS_N ?? Math.min(N, 3000))
-  if (sqsN === 0) return // BENCH_SQS_N=0: RabbitMQ part only, nothing printed (exploration runs)
-  const sqs = await startSqsServer()
-  const sqsRaw = await sqsRelay(sqs, sqsN)
-  log(`sqs relay (transport only): ${sqsRaw.toFixed(0)}/s`)
-  const ps = await pipeline(sqsN, { sqs })
-  log(`sqs pipeline: ${ps.rate.toFixed(0)}/s`)
-  await sqs.stop()
-  const limit = Math.min(bestRaw, rt.rate)
-  const rc = rawCpu ?? { broker: NaN, runtimes: 0, sidecars: 0, client: NaN }
+  if (sqsN > 0) {
+    const sqs = await startSqsServer()
+    const sqsRaw = await sqsRelay(sqs, sqsN)
+    log(`sqs relay (transport only): ${sqsRaw.toFixed(0)}/s`)
+    const ps = await pipeline(sqsN, { sqs })
+    log(`sqs pipeline: ${ps.rate.toFixed(0)}/s`)
+    await sqs.stop()
+    m.sqs = { n: sqsN, raw: sqsRaw, pipeline: ps }
+  }
+  return m
+}
+
+/** The NATS section of the report. */
+function natsSection(m: PipelineMeasurements): string {
+  if (!m.nats) return ''
+  const { n: natsN, raws: natsRaws, raw: natsRaw, pipeline: pn } = m.nats
+  const p = m.pipeline
+  const nLimit = Math.min(natsRaw.rate, m.runtime.rate)
+  return `
+### The same pipeline on NATS JetStream
+
+Same 3 echo actors, runtimes and sidecar processes with \`ASYA_TRANSPORT=nats\` against a private
+\`nats-server -js\` (file store, on this host), ${natsN} envelopes, best of 2 runs. Baseline in the
+same run: a **raw JetStream relay** made of the official client alone (\`consume\` with a window of
+1 / 8 / 32 → \`js.publish\` with the JetStream ack awaited → \`ack\`, 3 hops, its own work-queue
+stream), no runtime, no Asya code; and, above, the RabbitMQ pipeline of the same run.
+
+| measurement | value |
+|---|---|
+| raw JetStream relay, 3 hops, window 1 / 8 / 32 | ${natsRaws.map((r) => r.rate.toFixed(0)).join(' / ')} envelopes/s |
+| limit = min(best raw relay, runtime alone) | ${nLimit.toFixed(0)} envelopes/s |
+| **pipeline on NATS** | **${pn.rate.toFixed(0)} envelopes/s (${((pn.rate / nLimit) * 100).toFixed(0)} % of the limit; RabbitMQ pipeline of this run: ${p.rate.toFixed(0)} envelopes/s)** |
+| latency under load p50 / p99 (${WINDOW} in flight) | ${pn.loadedP50.toFixed(1)} / ${pn.loadedP99.toFixed(1)} ms |
+| latency, 3 hops, one at a time, p50 / p99 | ${pn.p50.toFixed(2)} / ${pn.p99.toFixed(2)} ms (RabbitMQ: ${p.p50.toFixed(2)} / ${p.p99.toFixed(2)} ms) |
+| sidecar RSS (max of 3) | ${pn.maxRssMb.toFixed(0)} MB (private ${pn.maxAnonMb.toFixed(0)} MB) |
+
+CPU per envelope (ms, all 3 hops):
+
+| run | server | runtimes | relays / sidecars | bench client | total |
+|---|---:|---:|---:|---:|---:|
+| raw JetStream relay (best window) | ${ms(natsRaw.cpu.broker)} | — | (in client) | ${ms(natsRaw.cpu.client)} | ${ms(total(natsRaw.cpu))} |
+| pipeline on NATS | ${ms(pn.cpu.broker)} | ${ms(pn.cpu.runtimes)} | ${ms(pn.cpu.sidecars)} | ${ms(pn.cpu.client)} | ${ms(total(pn.cpu))} |
+| pipeline on RabbitMQ (above) | ${ms(p.cpu.broker)} | ${ms(p.cpu.runtimes)} | ${ms(p.cpu.sidecars)} | ${ms(p.cpu.client)} | ${ms(total(p.cpu))} |
+`
+}
+
+/** The report (markdown for docs/benchmarks.md) of one run's measurements: pure, no measuring. */
+export function writeReport(m: PipelineMeasurements): string {
+  const natsPart = natsSection(m)
+  // BENCH_SQS_N=0: no SQS part and no full report; with BENCH_NATS_ONLY=1 the NATS section alone.
+  if (!m.sqs) return process.env.BENCH_NATS_ONLY === '1' ? natsPart : ''
+  const { cores, raw, rawLat, floor, pipeline: p } = m
+  const rt = m.runtime
+  const { n: sqsN, raw: sqsRaw, pipeline: ps } = m.sqs
+  const limit = Math.min(m.bestRaw, rt.rate)
+  const rc = m.rawCpu ?? { broker: NaN, runtimes: 0, sidecars: 0, client: NaN }
   // A sidecar that cost nothing would still need the raw relay's CPU plus 3 runtime round-trips.
   const zeroSidecarCeiling = (cores * 1000) / (total(rc) + 3 * rt.cpuMsPerCall)
   const addedP50 = (p.p50 - floor.p50) / 3
@@ -502,7 +681,7 @@ async function main(): Promise<void> {
   ].join('\n')
   const cpuRow = (name: string, c: CpuPerEnvelope, hops: string): string =>
     `| ${name} | ${ms(c.broker)} | ${ms(c.runtimes)} | ${hops === '' ? ms(c.sidecars) : hops} | ${ms(c.client)} | ${ms(total(c))} | ${((cores * 1000) / total(c)).toFixed(0)} |`
-  console.log(`## Pipeline: 3 echo actors on RabbitMQ
+  return `## Pipeline: 3 echo actors on RabbitMQ
 
 Method: ${N} envelopes of ~1 KB through 3 echo actors to a happy-end queue consumed by the bench;
 each actor is a real \`asya_runtime.py\` plus, beside it, either the sidecar (compiled
@@ -557,10 +736,24 @@ prefetch 32), no runtime, no sidecar.
 | **pipeline on SQS** | **${ps.rate.toFixed(0)} envelopes/s (${((ps.rate / Math.min(sqsRaw, rt.rate)) * 100).toFixed(0)} % of min(relay, runtime))** |
 | latency, one at a time, p50 / p99 | ${ps.p50.toFixed(1)} / ${ps.p99.toFixed(1)} ms |
 | sidecar RSS (max of 3) | ${ps.maxRssMb.toFixed(0)} MB (private ${ps.maxAnonMb.toFixed(0)} MB) |
-`)
+${natsPart}`
 }
 
-main().catch((err: unknown) => {
-  console.error(err)
-  process.exit(1)
-})
+async function main(): Promise<void> {
+  const report = writeReport(await measure())
+  if (report !== '') console.log(report)
+}
+
+export function buildDist(): void {
+  log('building dist/ (sidecars run as compiled JS, as in the image)')
+  const b = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' })
+  if (b.status !== 0) throw new Error('build failed')
+}
+
+// Imported by bench/concurrency.bench.ts for its harness: run only when executed.
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().catch((err: unknown) => {
+    console.error(err)
+    process.exit(1)
+  })
+}

@@ -16,14 +16,28 @@ Environment:
   ASYA_SOCKET_DIR         /var/run/asya (default): asya-runtime.sock and runtime-ready live here
   ASYA_SOCKET_CHMOD       octal mode of the socket, default 0o666; empty = leave as created
   ASYA_LOG_LEVEL          DEBUG, INFO (default), WARNING, ERROR
+  ASYA_CONCURRENCY        handler calls served at once, 1 (default) .. 1000 (SPEC §13): sync
+                          handlers run in a thread pool of that size, ``async def`` handlers on one
+                          asyncio loop (async handlers work at any concurrency, 1 included)
+  ASYA_BATCH_SIZE         1 (default) .. 1000; above 1 the handler is a batch handler: it gets a
+                          list of payloads (or envelopes) and returns one result per input, in order
+  ASYA_BATCH_WAIT         the sidecar's batch-gathering wait (validated here, used by the sidecar)
+
+Batch frame (SPEC §13, only between our sidecar and this runtime): ``{"batch": [envelope, ...]}``
+is answered by ``{"batch": [response, ...]}``, each response exactly the array above for that
+envelope.
 """
 
+import asyncio
+import concurrent.futures
+import contextvars
 import copy
 import datetime
 import importlib
 import inspect
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -33,9 +47,44 @@ import traceback
 SOCKET_NAME = "asya-runtime.sock"
 READY_NAME = "runtime-ready"
 MAX_FRAME_BYTES = 1 << 30  # a length above this is a corrupt frame, not a payload
+MAX_CONCURRENCY = 1000
+MAX_BATCH_SIZE = 1000
+MAX_BATCH_WAIT_MS = 60_000
+_DURATION_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50}
 _log_level = 20
+
+
+_trace = contextvars.ContextVar("asya_trace", default=None)
+
+
+def current_trace():
+    """The W3C ``traceparent`` of the envelope this handler call is processing, or None.
+
+    A handler passes it on to what it calls (an LLM or HTTP API: the ``traceparent`` request
+    header) so those calls join the pipeline's trace. Safe at any ASYA_CONCURRENCY (it follows the
+    call, thread or asyncio task). For a batch handler (ASYA_BATCH_SIZE > 1) it is a list, one
+    entry (a string or None) per input, in order. With ASYA_CONCURRENCY=1 and a sync handler the
+    same values are also in ``os.environ`` as ``TRACEPARENT`` / ``TRACESTATE`` during the call
+    (the OpenTelemetry environment carrier), for subprocesses and libraries that read them.
+    """
+    value = _trace.get()
+    if isinstance(value, list):
+        return [v[0] if v else None for v in value]
+    return value[0] if value else None
+
+
+def trace_of(env):
+    """(traceparent, tracestate-or-None) from an envelope's headers, or None."""
+    headers = env.get("headers") if isinstance(env, dict) else None
+    if not isinstance(headers, dict):
+        return None
+    tp = headers.get("traceparent")
+    if not isinstance(tp, str) or not tp:
+        return None
+    ts = headers.get("tracestate")
+    return (tp, ts if isinstance(ts, str) and ts else None)
 
 
 class NonRetryableError(Exception):
@@ -110,13 +159,41 @@ def read_config(env):
             except ValueError:
                 raise ConfigError("ASYA_SOCKET_CHMOD", f"ASYA_SOCKET_CHMOD={chmod_raw!r} is invalid: expected an octal mode such as 0o666 or 660")
 
+    concurrency = read_int(env, "ASYA_CONCURRENCY", 1, 1, MAX_CONCURRENCY)
+    batch_size = read_int(env, "ASYA_BATCH_SIZE", 1, 1, MAX_BATCH_SIZE)
+    batch_wait_raw = (env.get("ASYA_BATCH_WAIT") or "").strip()
+    if batch_wait_raw:
+        ms = parse_duration_ms(batch_wait_raw)
+        if ms is None or ms > MAX_BATCH_WAIT_MS:
+            raise ConfigError("ASYA_BATCH_WAIT", f"ASYA_BATCH_WAIT={batch_wait_raw!r} is invalid: expected a duration from 0ms to 60s, such as 20ms")
+
     return {
         "handler": handler,
         "mode": mode,
         "validation": validation_raw in ("true", "1", "yes"),
         "socket_dir": (env.get("ASYA_SOCKET_DIR") or "/var/run/asya").strip(),
         "chmod": chmod,
+        "concurrency": concurrency,
+        "batch_size": batch_size,
     }
+
+
+def read_int(env, name, default, lo, hi):
+    raw = (env.get(name) or "").strip()
+    if raw == "":
+        return default
+    if not re.fullmatch(r"[0-9]+", raw) or not lo <= int(raw) <= hi:
+        raise ConfigError(name, f"{name}={raw!r} is invalid: expected an integer from {lo} to {hi}")
+    return int(raw)
+
+
+def parse_duration_ms(text):
+    """Go-style durations (20ms, 1.5s, 1m30s) or a bare number of seconds, as the sidecar reads them."""
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
+        return float(text) * 1000
+    if not re.fullmatch(r"([0-9]+(\.[0-9]+)?(ms|s|m|h))+", text):
+        return None
+    return sum(float(n) * _DURATION_UNITS_MS[u] for n, u in re.findall(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)", text))
 
 
 def load_handler(spec):
@@ -211,8 +288,10 @@ def validate_envelope(env):
     if not isinstance(actors, list) or not all(isinstance(a, str) for a in actors):
         raise BadRequest('"route.actors" must be a list of strings')
     current = route.get("current", 0)
-    if not isinstance(current, int) or isinstance(current, bool) or current < 0 or current > len(actors):
-        raise BadRequest(f'"route.current" must be an integer in [0, {len(actors)}]')
+    # No upper bound: an index at or past the end means the route is done (SPEC §2); such an envelope
+    # reaches happy-end as it is, and an end handler must still get it.
+    if not isinstance(current, int) or isinstance(current, bool) or current < 0:
+        raise BadRequest('"route.current" must be an integer >= 0')
     if "payload" not in env:
         raise BadRequest('envelope needs a "payload" (it may be null)')
 
@@ -226,10 +305,60 @@ def as_results(value):
     return [value]
 
 
-def run_payload_mode(fn, env):
+def is_async_handler(fn):
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # an object whose __call__ is async def
+    return call is not None and not inspect.isfunction(fn) and inspect.iscoroutinefunction(call)
+
+
+class Handler:
+    """The loaded handler and how to call it: payload or envelope mode, single or batch."""
+
+    def __init__(self, fn, cfg):
+        self.fn = fn
+        self.envelope_mode = cfg["mode"] == "envelope"
+        self.validation = cfg["validation"]
+        self.batch_size = cfg.get("batch_size", 1)
+        self.is_async = is_async_handler(fn)
+        # os.environ is process-wide: only a handler that runs one call at a time may see it change.
+        self.trace_in_environ = not self.is_async and cfg.get("concurrency", 1) == 1
+
+    def arg(self, env):
+        return env if self.envelope_mode else env["payload"]
+
+    def before(self, env):
+        # Handlers mutate the envelope in place: validate against a copy taken first (SPEC §11.15).
+        return copy.deepcopy(env["route"]) if self.envelope_mode else None
+
+    def finish(self, env, before, outcome):
+        """One envelope's response array from the handler's (ok, value-or-exception)."""
+        ok, value = outcome
+        if not ok:
+            return error_item("processing_error", value)
+        try:
+            if self.envelope_mode:
+                return shape_envelope_results(env, before, value, self.validation)
+            return shape_payload_results(env, value)
+        except Exception as exc:
+            return error_item("processing_error", exc)
+
+    def split(self, outcome, n):
+        """A batch call's outcome as one (ok, value) per input; a wrong shape fails every input."""
+        ok, value = outcome
+        if not ok:
+            return [(False, value)] * n  # the batch raised: every envelope fails, each retried on its own
+        if not isinstance(value, (list, tuple)) or len(value) != n:
+            got = f"a {type(value).__name__} of length {len(value)}" if isinstance(value, (list, tuple)) else type(value).__name__
+            err = HandlerOutputError(f"batch handler returned {got}; expected a list of {n} results, one per input in order")
+            return [(False, err)] * n
+        return [(False, v) if isinstance(v, BaseException) else (True, v) for v in value]
+
+
+def shape_payload_results(env, value):
     route = env["route"]
     out = []
-    for r in as_results(fn(env["payload"])):
+    for r in as_results(value):
         res = {k: v for k, v in env.items() if k not in ("payload", "route")}
         res["route"] = dict(route)
         res["route"]["current"] = route.get("current", 0) + 1
@@ -238,10 +367,9 @@ def run_payload_mode(fn, env):
     return out
 
 
-def run_envelope_mode(fn, env, validation):
-    before = copy.deepcopy(env["route"])  # handlers mutate in place: compare against a copy (SPEC §11.15)
+def shape_envelope_results(env, before, value, validation):
     out = []
-    for r in as_results(fn(env)):
+    for r in as_results(value):
         if not isinstance(r, dict):
             raise HandlerOutputError(f"envelope-mode handler returned {type(r).__name__}, expected an envelope dict")
         if validation:
@@ -273,25 +401,135 @@ def check_route(before, after):
         raise HandlerOutputError(f'result "route.current" must be an integer in [{cur_before}, {len(actors)}], got {cur!r}')
 
 
-def handle_request(fn, mode, validation, body):
+def parse_request(body):
+    """-> (slots, is_batch): each slot an envelope or the BadRequest that rejects it."""
+    value = json.loads(body.decode("utf-8"))
+    if isinstance(value, dict) and len(value) == 1 and "batch" in value:
+        items = value["batch"]
+        if not isinstance(items, list):
+            raise BadRequest('"batch" must be a list of envelopes')
+        slots = []
+        for item in items:
+            try:
+                validate_envelope(item)
+                slots.append(item)
+            except BadRequest as exc:
+                slots.append(exc)
+        return slots, True
+    validate_envelope(value)
+    return [value], False
+
+
+def plan(h, body):
+    """One request, written once for both drivers: yields each handler argument, is sent back
+    (True, result) or (False, exception), and returns the response frame."""
     try:
-        env = json.loads(body.decode("utf-8"))
-        validate_envelope(env)
+        slots, is_batch = parse_request(body)
     except (UnicodeDecodeError, ValueError, RecursionError, BadRequest) as exc:
-        return error_item("msg_parsing_error", exc, tb="")
+        return encode_response(error_item("msg_parsing_error", exc, tb=""))
+    responses = [error_item("msg_parsing_error", s, tb="") if isinstance(s, BadRequest) else None for s in slots]
+    live = [i for i, s in enumerate(slots) if not isinstance(s, BadRequest)]
+    if h.batch_size > 1:
+        # A batch handler always gets a list, even for a single envelope.
+        if live:
+            envs = [slots[i] for i in live]
+            befores = [h.before(e) for e in envs]
+            token = _trace.set([trace_of(e) for e in envs])
+            try:
+                outcome = yield [h.arg(e) for e in envs]
+            finally:
+                _trace.reset(token)
+            for i, e, b, o in zip(live, envs, befores, h.split(outcome, len(envs))):
+                responses[i] = h.finish(e, b, o)
+    else:
+        for i in live:  # a batch frame to a single-call handler: one call per envelope, in order
+            e = slots[i]
+            b = h.before(e)
+            token = _trace.set(trace_of(e))
+            try:
+                outcome = yield h.arg(e)
+            finally:
+                _trace.reset(token)
+            responses[i] = h.finish(e, b, outcome)
+    if is_batch:
+        return encode_batch(responses)
+    return encode_response(responses[0])
+
+
+def run_sync(h, body):
+    g = plan(h, body)
     try:
-        if mode == "payload":
-            return run_payload_mode(fn, env)
-        return run_envelope_mode(fn, env, validation)
-    except Exception as exc:  # the handler's failure is data for the sidecar, never a crash
-        return error_item("processing_error", exc)
+        arg = next(g)
+        while True:
+            try:
+                outcome = (True, call_with_trace_environ(h, arg) if h.trace_in_environ else h.fn(arg))
+            except Exception as exc:  # the handler's failure is data for the sidecar, never a crash
+                outcome = (False, exc)
+            arg = g.send(outcome)
+    except StopIteration as stop:
+        return stop.value
+
+
+_TRACE_ENV = ("TRACEPARENT", "TRACESTATE")
+
+
+def call_with_trace_environ(h, arg):
+    value = _trace.get()
+    if isinstance(value, list):  # a batch: the environment can hold one trace, the first input's
+        value = next((v for v in value if v), None)
+    saved = {k: os.environ.get(k) for k in _TRACE_ENV}
+    for k, v in zip(_TRACE_ENV, value or (None, None)):
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    try:
+        return h.fn(arg)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+async def run_async(h, body):
+    g = plan(h, body)
+    try:
+        arg = next(g)
+        while True:
+            try:
+                value = h.fn(arg)
+                if inspect.isawaitable(value):
+                    value = await value
+                outcome = (True, value)
+            except (Exception, asyncio.CancelledError) as exc:
+                outcome = (False, exc)
+            arg = g.send(outcome)
+    except StopIteration as stop:
+        return stop.value
+
+
+def handle_request(h, body):
+    """Response frame (length prefix included) for one request body, sync handlers."""
+    return run_sync(h, body)
+
+
+def dumps_items(items):
+    try:
+        return json.dumps(items, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:
+        return json.dumps(error_item("processing_error", exc, message=f"handler result is not JSON-serialisable: {exc}")).encode("utf-8")
 
 
 def encode_response(items):
-    try:
-        data = json.dumps(items, ensure_ascii=False, allow_nan=False).encode("utf-8")
-    except (TypeError, ValueError, RecursionError) as exc:
-        data = json.dumps(error_item("processing_error", exc, message=f"handler result is not JSON-serialisable: {exc}")).encode("utf-8")
+    data = dumps_items(items)
+    return struct.pack(">I", len(data)) + data
+
+
+def encode_batch(responses):
+    # Each slot serialised on its own: one unserialisable result fails that envelope alone.
+    data = b'{"batch":[' + b",".join(dumps_items(r) for r in responses) + b"]}"
     return struct.pack(">I", len(data)) + data
 
 
@@ -307,21 +545,23 @@ def recv_exact(conn, n):
     return b"".join(chunks)
 
 
-def serve_connection(conn, fn, mode, validation):
+def frame_problem(length):
+    if length == 0:
+        return encode_response(error_item("msg_parsing_error", message="empty frame (length 0)", tb=""))
+    if length > MAX_FRAME_BYTES:
+        return encode_response(error_item("msg_parsing_error", message=f"frame length {length} exceeds {MAX_FRAME_BYTES}", tb=""))
+    return None
+
+
+def serve_connection(conn, h):
     try:
-        header = recv_exact(conn, 4)
-        (length,) = struct.unpack(">I", header)
-        if length == 0:
-            response = error_item("msg_parsing_error", message="empty frame (length 0)", tb="")
-        elif length > MAX_FRAME_BYTES:
-            response = error_item("msg_parsing_error", message=f"frame length {length} exceeds {MAX_FRAME_BYTES}", tb="")
-        else:
-            response = handle_request(fn, mode, validation, recv_exact(conn, length))
+        (length,) = struct.unpack(">I", recv_exact(conn, 4))
+        data = frame_problem(length) or handle_request(h, recv_exact(conn, length))
     except (ConnectionError, OSError) as exc:
         log("WARNING", "connection broke while reading a request", error=str(exc))
-        response = error_item("connection_error", exc, tb="")
+        data = encode_response(error_item("connection_error", exc, tb=""))
     try:
-        conn.sendall(encode_response(response))
+        conn.sendall(data)
     except OSError as exc:
         log("WARNING", "could not send the response", error=str(exc))
 
@@ -330,13 +570,20 @@ def serve_connection(conn, fn, mode, validation):
 
 
 class Server:
+    """Serial accept loop for one sync handler at a time (the upstream shape, and the fastest for
+    it); an asyncio server when the handler is async or ASYA_CONCURRENCY > 1."""
+
     def __init__(self, cfg, fn):
         self.cfg = cfg
-        self.fn = fn
+        self.handler = Handler(fn, cfg)
         self.stopping = False
         self.sock_path = os.path.join(cfg["socket_dir"], SOCKET_NAME)
         self.ready_path = os.path.join(cfg["socket_dir"], READY_NAME)
         self.sock = None
+        self.concurrency = cfg.get("concurrency", 1)
+        self.uses_loop = self.handler.is_async or self.concurrency > 1
+        self._stop_event = None
+        self._loop = None
 
     def cleanup(self):
         for p in (self.ready_path, self.sock_path):
@@ -355,15 +602,25 @@ class Server:
         self.sock.bind(self.sock_path)
         if self.cfg["chmod"] is not None:
             os.chmod(self.sock_path, self.cfg["chmod"])
-        self.sock.listen(64)
+        self.sock.listen(max(64, 2 * self.concurrency))
         self.sock.settimeout(0.2)  # lets SIGTERM be noticed while idle
         tmp = self.ready_path + ".tmp"
         with open(tmp, "w") as f:
             f.write("ready")
         os.replace(tmp, self.ready_path)
-        log("INFO", "runtime ready", handler=self.cfg["handler"], mode=self.cfg["mode"], socket=self.sock_path)
+        log("INFO", "runtime ready", handler=self.cfg["handler"], mode=self.cfg["mode"], socket=self.sock_path,
+            concurrency=self.concurrency, batch_size=self.handler.batch_size, handler_kind="async" if self.handler.is_async else "sync")
+
+    def request_stop(self):
+        """Signal-safe: stop accepting, finish what is in flight (the serve loop checks the flag)."""
+        self.stopping = True
+        if self._loop is not None and self._stop_event is not None:
+            self._loop.call_soon_threadsafe(self._stop_event.set)
 
     def serve(self):
+        if self.uses_loop:
+            asyncio.run(self.serve_async())
+            return
         while not self.stopping:
             try:
                 conn, _ = self.sock.accept()
@@ -378,7 +635,59 @@ class Server:
                 continue
             with conn:
                 conn.settimeout(None)
-                serve_connection(conn, self.fn, self.cfg["mode"], self.cfg["validation"])
+                serve_connection(conn, self.handler)
+
+    async def serve_async(self):
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._stop_event = asyncio.Event()
+        if self.stopping:
+            self._stop_event.set()
+        # Sync handlers run in N threads; async handlers run on this loop, N at a time.
+        pool = None if self.handler.is_async else concurrent.futures.ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="asya-handler")
+        slots = asyncio.Semaphore(self.concurrency)
+        tasks = set()
+
+        async def on_connection(reader, writer):
+            tasks.add(asyncio.current_task())
+            try:
+                try:
+                    (length,) = struct.unpack(">I", await reader.readexactly(4))
+                    data = frame_problem(length)
+                    if data is None:
+                        body = await reader.readexactly(length)
+                        async with slots:
+                            if pool is None:
+                                data = await run_async(self.handler, body)
+                            else:
+                                data = await loop.run_in_executor(pool, run_sync, self.handler, body)
+                except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
+                    log("WARNING", "connection broke while reading a request", error=str(exc))
+                    data = encode_response(error_item("connection_error", exc, tb=""))
+                try:
+                    writer.write(data)
+                    await writer.drain()
+                except (ConnectionError, OSError) as exc:
+                    log("WARNING", "could not send the response", error=str(exc))
+                finally:
+                    writer.close()
+            finally:
+                tasks.discard(asyncio.current_task())
+
+        self.sock.setblocking(False)
+        server = await asyncio.start_unix_server(on_connection, sock=self.sock)
+        try:
+            await self._stop_event.wait()
+        finally:
+            server.close()
+            # Accepted connections whose task has not run yet register on the next iterations.
+            for _ in range(3):
+                await asyncio.sleep(0)
+            while tasks:
+                await asyncio.gather(*list(tasks), return_exceptions=True)
+            if pool is not None:
+                pool.shutdown(wait=True)
+            self._loop = None
 
     def shutdown(self):
         try:
@@ -412,9 +721,9 @@ def main():
     server = Server(cfg, fn)
 
     def on_term(signum, _frame):
-        # Finish the in-flight request, then leave (the serve loop checks the flag).
-        server.stopping = True
-        log("INFO", "signal received; finishing the in-flight request", signal=signum)
+        # Finish the in-flight requests, then leave.
+        log("INFO", "signal received; finishing the in-flight requests", signal=signum)
+        server.request_stop()
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)

@@ -3,27 +3,7 @@
 // `http` protocol use it). Starts `rabbitmq-server` when nothing answers and enables the
 // management plugin when its port is closed. Installing the broker is .ci/run's job.
 import { spawnSync } from 'node:child_process'
-import { Socket } from 'node:net'
-
-const portOpen = (port) =>
-  new Promise((resolve) => {
-    const s = new Socket()
-    s.setTimeout(1000)
-    s.once('connect', () => (s.destroy(), resolve(true)))
-    s.once('error', () => resolve(false))
-    s.once('timeout', () => (s.destroy(), resolve(false)))
-    s.connect(port, '127.0.0.1')
-  })
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
-
-async function waitPort(port, seconds) {
-  for (let i = 0; i < seconds; i++) {
-    if (await portOpen(port)) return true
-    await sleep(1000)
-  }
-  return false
-}
+import { has, portOpen, waitPort } from './service-probe.mjs'
 
 export async function ensureBroker() {
   if (process.env.ASYA_TEST_RABBITMQ_URL) return // the caller brings its own broker

@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { ensureBroker } from './ensure-broker.mjs'
+import { ensurePostgres } from './ensure-postgres.mjs'
 
 function run(cmd, args, opts = {}) {
   return new Promise((resolve) => {
@@ -24,6 +25,7 @@ let passed = 0, failed = 0, skipped = 0, exit = 0
 
 if (!onlyPython) {
   await ensureBroker()
+  await ensurePostgres()
   const tap = await run('npx', ['tap', '--reporter=tap', ...tapArgs])
   // A subtest's result line carries `# time=` (or a SKIP/TODO directive); assertions do not.
   // Depth-1 subtests (4 spaces) are the tests of a file; files themselves are depth 0.

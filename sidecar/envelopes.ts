@@ -20,6 +20,12 @@ export type FailureReason =
   | 'publish_failed'
   | 'payload_too_large'
   | 'delivery_limit'
+  | 'persist_failed'
+  | 'report_failed'
+  | 'report_rejected'
+  | 'claim_missing'
+  | 'claim_corrupt'
+  | 'claim_unavailable'
 
 export interface ErrorInfo {
   /** `error` of the payload: the runtime's code (processing_error, ...) or a short message. */

@@ -25,6 +25,23 @@ export class SidecarMetrics {
   readonly retries: Counter<'queue' | 'reason'>
   readonly deadLettered: Counter<'queue' | 'reason'>
   readonly gatewayReports: Counter<'result'>
+  readonly progressReports: Counter<'status' | 'result'>
+  readonly progressPending: Gauge
+  readonly progressDuration: Histogram
+  readonly endPersisted: Counter<'queue'>
+  readonly endPersistFailures: Counter<'queue'>
+  readonly endPersistDuration: Histogram<'queue'>
+  readonly endReports: Counter<'queue' | 'result'>
+  readonly endReportFailures: Counter<'queue' | 'kind'>
+  readonly endReportDuration: Histogram<'queue'>
+  readonly claims: Counter<'queue' | 'operation'>
+  readonly claimFailures: Counter<'queue' | 'reason'>
+  readonly claimBytes: Counter<'queue' | 'operation'>
+  readonly claimDuration: Histogram<'queue' | 'operation'>
+  readonly deliveryWindow: Gauge
+  readonly callsInFlight: Gauge
+  readonly batchEnvelopes: Histogram
+  readonly released: Counter<'queue' | 'reason'>
 
   constructor(namespace = 'asya_actor', registry = new Registry(), options: { defaultMetrics?: boolean } = {}) {
     this.registry = registry
@@ -90,5 +107,80 @@ export class SidecarMetrics {
     this.retries = new Counter({ name: n('retries_total'), help: 'Delayed retries scheduled, by reason', labelNames: ['queue', 'reason'], registers })
     this.deadLettered = new Counter({ name: n('dead_lettered_total'), help: 'Messages moved to the DLQ, by reason', labelNames: ['queue', 'reason'], registers })
     this.gatewayReports = new Counter({ name: n('gateway_reports_total'), help: 'End-actor status reports to the gateway, by result', labelNames: ['result'], registers })
+    this.progressReports = new Counter({
+      name: n('progress_reports_total'),
+      help: 'Progress reports to the gateway, by status (received, processing, completed) and result (ok, rejected, failed, dropped)',
+      labelNames: ['status', 'result'],
+      registers,
+    })
+    this.progressPending = new Gauge({ name: n('progress_reports_pending'), help: 'Progress reports waiting to be sent to the gateway', registers })
+    this.progressDuration = new Histogram({
+      name: n('progress_report_duration_seconds'),
+      help: 'One progress report, request to answer (including its retry)',
+      buckets: LATENCY_BUCKETS,
+      registers,
+    })
+    this.endPersisted = new Counter({ name: n('end_persisted_total'), help: 'End actors: envelopes written to object storage', labelNames: ['queue'], registers })
+    this.endPersistFailures = new Counter({ name: n('end_persist_failures_total'), help: 'End actors: failed object-storage writes (the input is retried)', labelNames: ['queue'], registers })
+    this.endPersistDuration = new Histogram({
+      name: n('end_persist_duration_seconds'),
+      help: 'End actors: one object-storage write (PUT until confirmed)',
+      labelNames: ['queue'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    })
+    this.endReports = new Counter({
+      name: n('end_reports_total'),
+      help: 'End actors: final reports settled by the gateway, by result (ok, not_found, already_final)',
+      labelNames: ['queue', 'result'],
+      registers,
+    })
+    this.endReportFailures = new Counter({
+      name: n('end_report_failures_total'),
+      help: 'End actors: failed final reports, by kind (transient: retried; rejected: dead-lettered)',
+      labelNames: ['queue', 'kind'],
+      registers,
+    })
+    this.claims = new Counter({
+      name: n('claim_check_total'),
+      help: 'Claim check: payloads parked (store), restored (restore) and claim objects deleted by end actors (delete)',
+      labelNames: ['queue', 'operation'],
+      registers,
+    })
+    this.claimFailures = new Counter({
+      name: n('claim_check_failures_total'),
+      help: 'Claim check failures, by reason (store_failed, claim_missing, claim_corrupt, claim_unavailable, delete_failed)',
+      labelNames: ['queue', 'reason'],
+      registers,
+    })
+    this.claimBytes = new Counter({ name: n('claim_check_bytes_total'), help: 'Claim check: payload bytes parked and restored', labelNames: ['queue', 'operation'], registers })
+    this.claimDuration = new Histogram({
+      name: n('claim_check_duration_seconds'),
+      help: 'Claim check: one store (hash + PUT) or restore (GET + verify + parse)',
+      labelNames: ['queue', 'operation'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    })
+    this.endReportDuration = new Histogram({
+      name: n('end_report_duration_seconds'),
+      help: 'End actors: one final report (POST until the gateway answered)',
+      labelNames: ['queue'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    })
+    this.deliveryWindow = new Gauge({ name: n('delivery_window'), help: 'Deliveries the broker may hand this pod before it settles any (adapts to call durations)', registers })
+    this.callsInFlight = new Gauge({ name: n('runtime_calls_in_flight'), help: 'Runtime calls in flight (at most ASYA_CONCURRENCY)', registers })
+    this.batchEnvelopes = new Histogram({
+      name: n('runtime_batch_envelopes'),
+      help: 'Envelopes per runtime call (1 unless ASYA_BATCH_SIZE > 1)',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000],
+      registers,
+    })
+    this.released = new Counter({
+      name: n('released_total'),
+      help: 'Deliveries given back to the broker unstarted, by reason (drain, shed = the delivery window narrowed)',
+      labelNames: ['queue', 'reason'],
+      registers,
+    })
   }
 }

@@ -1,40 +1,69 @@
 /**
- * The delivery window (SPEC §3). For long handler calls (a GPU model) at most one message waits
- * behind the one in the runtime, so a pod never hoards work another replica could take. For short
- * calls that rule would make throughput hostage to the broker's confirm latency (the runtime idles
- * while message n is publishing and n+2 is not yet delivered), and hoarding costs nothing: a
- * waiting message waits milliseconds. So the window adapts to the observed runtime calls: it
- * widens after a run of fast calls and snaps back to the base at the first slow one. Changes are
- * rare (one basic.qos per regime change), never per message.
+ * The delivery window (SPEC §3, §13): how many deliveries the broker may hand this pod before it
+ * settles any. It is sized from the pod's capacity, `slots` = ASYA_CONCURRENCY × ASYA_BATCH_SIZE
+ * envelopes in the runtime at once, and kept from hoarding: a pod holds at most what it can start
+ * within one call's time, so work another replica could take does not wait here.
+ *
+ * - Slow calls (over `fastMs`): the base window, 2 × `slots`: what is running plus what the pod can
+ *   start within one call's time (every slot frees once per call). 2 at the defaults (upstream's
+ *   "one running, one waiting"); with less, calls that end together would idle their slots for a
+ *   broker round trip each time. At the first slow call after a fast run, the queued envelopes
+ *   beyond that are shed: released to the broker, not counted as an attempt, so a mix of fast and
+ *   slow calls cannot leave a pile of slow GPU tasks waiting in one pod while others idle.
+ * - Fast calls (a run of `fastStreak` at or under `fastMs`): the window widens so throughput does
+ *   not hang on the broker's confirm latency, but only as far as the queued envelopes can all start
+ *   within `fastMs`: slots + slots × fastMs / mean call time, rounded up to a power of two (so the
+ *   window changes rarely: one basic.qos per regime change, never per message), capped at `wide`
+ *   (ASYA_PREFETCH_WIDE, at least 4 × slots).
+ * - Probation (`probation: true`, every sidecar start): the window is 1 until the broker hands over
+ *   a delivery it has never delivered before. After a sidecar death the messages it held come back
+ *   first, flagged redelivered; taken one at a time, each is settled before the next is delivered,
+ *   so a message that kills the sidecar (SPEC §11 #22) dies alone and its neighbours in the old
+ *   window are not counted with it towards the delivery limit.
  */
 import type { Subscription } from '../src/transport/transport.js'
 
 export interface PrefetchWindowOptions {
-  /** Window while calls are fast. @default 32 */
+  /** Largest window while calls are fast (ASYA_PREFETCH_WIDE); at least 4 × slots. @default 32 */
   wide?: number
-  /** A call at or under this many ms counts as fast. @default 50 */
+  /** A call at or under this many ms counts as fast; also the longest an envelope should wait here. @default 50 */
   fastMs?: number
-  /** Consecutive fast calls before widening. @default 20 */
+  /** Consecutive fast calls before the window is re-sized upwards. @default 20 */
   fastStreak?: number
+  /** Envelopes in the runtime at once: concurrency × batch size. @default 1 */
+  slots?: number
+  /** Gives back queued (not started) envelopes beyond `keep`; returns how many. */
+  shed?: (keep: number) => number
+  /** Start at 1 until {@link PrefetchWindow.delivered} sees a first-time delivery. @default false */
+  probation?: boolean
 }
 
 export class PrefetchWindow {
   private current: number
   private streak = 0
+  private streakMs = 0
   private subscription: Subscription | undefined
+  private readonly base: number
   private readonly wide: number
   private readonly fastMs: number
   private readonly fastStreak: number
+  private readonly slots: number
+  private readonly shedQueued: ((keep: number) => number) | undefined
+  /** Envelopes given back by the hoarding guard (for tests and logs). */
+  shedTotal = 0
+  private probation: boolean
 
-  /** @param base ASYA_RABBITMQ_PREFETCH / ASYA_PREFETCH (default 2): the window for slow calls. */
-  constructor(
-    private readonly base: number,
-    o: PrefetchWindowOptions = {},
-  ) {
-    this.current = base
-    this.wide = Math.max(base, o.wide ?? 32)
+  /** @param prefetch ASYA_RABBITMQ_PREFETCH / ASYA_PREFETCH (default 2): the least base window. */
+  constructor(prefetch: number, o: PrefetchWindowOptions = {}) {
+    this.slots = Math.max(1, o.slots ?? 1)
+    this.base = Math.max(prefetch, 2 * this.slots)
+    this.probation = o.probation ?? false
+    this.current = this.probation ? 1 : this.base
+    // A pod with many slots needs a deeper pipeline; the time bound below still applies.
+    this.wide = Math.max(this.base, o.wide ?? 32, o.wide === this.base ? 0 : 4 * this.slots)
     this.fastMs = o.fastMs ?? 50
     this.fastStreak = o.fastStreak ?? 20
+    this.shedQueued = o.shed
   }
 
   attach(subscription: Subscription): void {
@@ -45,20 +74,47 @@ export class PrefetchWindow {
     return this.current
   }
 
-  /** Feed every runtime call's duration. */
-  observe(runtimeMs: number): void {
-    if (runtimeMs > this.fastMs) {
+  /** True while the window is held at 1 after a start (see Probation above). */
+  get inProbation(): boolean {
+    return this.probation
+  }
+
+  /** Feed every delivery's redelivered flag: the first one never delivered before ends probation. */
+  delivered(redelivered: boolean): void {
+    if (!this.probation || redelivered) return
+    this.probation = false
+    this.apply(this.base)
+  }
+
+  /** Feed every runtime call's duration (a batch is one call). */
+  observe(callMs: number): void {
+    if (this.probation) return
+    if (callMs > this.fastMs) {
       this.streak = 0
+      this.streakMs = 0
       this.apply(this.base)
-    } else if (++this.streak >= this.fastStreak) {
-      this.apply(this.wide)
+      return
     }
+    this.streak++
+    this.streakMs += callMs
+    if (this.streak < this.fastStreak) return
+    const meanMs = Math.max(this.streakMs / this.streak, 0.01)
+    this.streak = 0
+    this.streakMs = 0
+    const startable = Math.ceil((this.slots * this.fastMs) / meanMs)
+    this.apply(Math.min(this.wide, Math.max(this.base, nextPowerOfTwo(this.slots + startable))))
   }
 
   private apply(n: number): void {
-    if (n === this.current) return
-    if (!this.subscription) return
+    if (n === this.current || !this.subscription) return
+    const shrinking = n < this.current
     this.current = n
     void this.subscription.setPrefetch(n).catch(() => undefined)
+    // A smaller window does not take back what the broker already delivered: shed it here.
+    if (shrinking && this.shedQueued) this.shedTotal += this.shedQueued(n - this.slots)
   }
+}
+
+function nextPowerOfTwo(n: number): number {
+  return 2 ** Math.ceil(Math.log2(Math.max(1, n)))
 }

@@ -1,18 +1,24 @@
 /**
  * The sidecar: connects the transport, waits for the runtime, consumes `asya-<actor>` and hands
  * each delivery to the MessageProcessor. stop() is the SIGTERM drain of SPEC §5: stop consuming,
- * give back what never started, finish the in-flight message (publish, confirm, ack), close.
+ * give back what never started, finish every in-flight call and batch (publish, confirm, ack), close.
  */
 import type { AddressInfo } from 'node:net'
 import { Registry } from 'prom-client'
-import { AsyaError, errorMessage } from '../src/errors.js'
+import { errorMessage, errors, isAsyaError } from '../src/errors.js'
 import type { Logger } from '../src/logger.js'
+import { queueName } from '../src/names.js'
 import { RuntimeClient } from '../src/runtime/runtime-client.js'
 import type { Delivery, Subscription, Transport } from '../src/transport/transport.js'
 import type { SidecarConfig } from './config.js'
+import { ClaimCheck } from '../src/storage/claim-check.js'
+import { S3ObjectStore, type ObjectStore } from '../src/storage/object-store.js'
+import { EndActor } from './end-actor.js'
 import { HealthServer } from './health-server.js'
 import { MessageProcessor, type SidecarEvent } from './message-processor.js'
 import { PrefetchWindow } from './prefetch-window.js'
+import { ProgressReporter } from './progress-reporter.js'
+import { Tracing } from '../src/tracing/tracing.js'
 import { SidecarMetrics } from './metrics.js'
 import { RuntimeGate } from './runtime-gate.js'
 
@@ -27,6 +33,8 @@ export interface SidecarOptions {
   onEvent?: (e: SidecarEvent) => void
   /** The runtime is gone for good (ASYA_RUNTIME_READY_TIMEOUT): the caller should exit non-zero. */
   onFatal?: (err: unknown) => void
+  /** @default Tracing.start(config.tracing): spans only when an OTLP endpoint is configured */
+  tracing?: Tracing
 }
 
 export class Sidecar {
@@ -38,13 +46,18 @@ export class Sidecar {
   private readonly gate: RuntimeGate
   private readonly processor: MessageProcessor
   private readonly window: PrefetchWindow
+  /** Progress reports to the gateway: non-end actors with ASYA_GATEWAY_URL (SPEC §10.2). */
+  readonly progress: ProgressReporter | undefined
   private readonly health: HealthServer | undefined
+  private readonly tracing: Tracing
   private subscription: Subscription | undefined
   private readonly inFlight = new Set<Promise<void>>()
   private draining = false
   private stopping: Promise<boolean> | undefined
   private readonly startAbort = new AbortController()
   private httpAddress: AddressInfo | undefined
+  private readonly store: ObjectStore | undefined
+  private readonly claims: ClaimCheck | undefined
 
   constructor(private readonly o: SidecarOptions) {
     this.config = o.config
@@ -52,9 +65,65 @@ export class Sidecar {
     this.logger = o.logger
     this.metrics = new SidecarMetrics(o.config.metricsNamespace, o.registry ?? new Registry(), { defaultMetrics: o.registry === undefined })
     this.runtime = new RuntimeClient({ socketDir: o.config.socketDir, timeoutMs: o.config.runtimeTimeoutMs })
-    this.window = new PrefetchWindow(o.config.prefetch, { wide: o.config.prefetchWide })
-    this.gate = new RuntimeGate(this.runtime, o.config.runtimeReadyTimeoutMs, o.logger, (err) => (o.onFatal ?? (() => undefined))(err))
+    const { concurrency, batchSize } = o.config
+    this.window = new PrefetchWindow(o.config.prefetch, {
+      wide: o.config.prefetchWide,
+      slots: concurrency * batchSize,
+      probation: true,
+      shed: (keep) => {
+        const n = this.gate.shed(keep)
+        if (n > 0) this.logger.info({ released: n, window: this.window.size }, 'calls turned slow: queued envelopes given back to the broker')
+        return n
+      },
+    })
+    this.gate = new RuntimeGate(
+      this.runtime,
+      {
+        readyTimeoutMs: o.config.runtimeReadyTimeoutMs,
+        callTimeoutMs: o.config.runtimeTimeoutMs,
+        concurrency,
+        batchSize,
+        batchWaitMs: o.config.batchWaitMs,
+        onCallStart: (envelopes) => {
+          this.metrics.callsInFlight.set(this.gate.inFlight)
+          this.metrics.batchEnvelopes.observe(envelopes)
+        },
+        onCallDone: (ms) => {
+          this.metrics.callsInFlight.set(this.gate.inFlight)
+          if (ms !== undefined) this.window.observe(ms)
+          this.metrics.deliveryWindow.set(this.window.size)
+        },
+      },
+      o.logger,
+      (err) => (o.onFatal ?? (() => undefined))(err),
+    )
+    this.progress =
+      o.config.gatewayUrl !== undefined && !o.config.isEndActor
+        ? new ProgressReporter({
+            gatewayUrl: o.config.gatewayUrl,
+            timeoutMs: o.config.progressTimeoutMs,
+            ...(o.config.gatewayToken !== undefined ? { token: o.config.gatewayToken } : {}),
+            maxPending: o.config.progressMaxPending,
+            batch: o.config.progressBatch,
+            metrics: this.metrics,
+            logger: o.logger,
+          })
+        : undefined
+    const s3 = o.config.s3
+    this.store = o.config.isEndActor && s3.bucket !== undefined ? new S3ObjectStore({ ...s3, bucket: s3.bucket }) : undefined
+    const cc = o.config.claimCheck
+    this.claims = cc ? new ClaimCheck({ store: new S3ObjectStore({ ...s3, bucket: cc.bucket }), prefix: cc.prefix, thresholdBytes: cc.thresholdBytes }) : undefined
+    const endActor = o.config.isEndActor
+      ? new EndActor({
+          config: o.config,
+          kind: o.config.actorName === o.config.errorEnd ? 'error' : 'happy',
+          metrics: this.metrics,
+          ...(this.store ? { store: this.store } : {}),
+        })
+      : undefined
+    this.tracing = o.tracing ?? Tracing.start(o.config.tracing, { 'asya.actor': o.config.actorName })
     this.processor = new MessageProcessor({
+      tracing: this.tracing,
       config: o.config,
       transport: o.transport,
       runtime: this.runtime,
@@ -62,7 +131,9 @@ export class Sidecar {
       metrics: this.metrics,
       logger: o.logger,
       isDraining: () => this.draining,
-      window: this.window,
+      ...(this.progress ? { progress: this.progress } : {}),
+      ...(endActor ? { endActor } : {}),
+      ...(this.claims ? { claims: this.claims } : {}),
       ...(o.onEvent ? { onEvent: o.onEvent } : {}),
     })
     if (o.serveHttp ?? true) {
@@ -76,7 +147,7 @@ export class Sidecar {
   }
 
   readiness(): { ready: boolean; checks: Record<string, boolean> } {
-    const checks = { broker: this.transport.isReady(), runtime: this.gate.isReady(), consuming: this.subscription !== undefined && !this.draining }
+    const checks = { broker: this.transport.isReady(), runtime: !this.config.runtimeEnabled || this.gate.isReady(), consuming: this.subscription !== undefined && !this.draining }
     return { ready: checks.broker && checks.runtime && checks.consuming, checks }
   }
 
@@ -95,23 +166,46 @@ export class Sidecar {
     logger.info({ transport: this.transport.name, metrics: this.httpAddress ? `${this.httpAddress.address}:${this.httpAddress.port}` : null }, 'sidecar starting')
     await this.transport.connect()
     await this.transport.ensureQueue(config.actorName)
-    logger.info({ socket: this.runtime.socketPath }, 'broker connected; waiting for the runtime')
-    await this.gate.start(this.startAbort.signal)
+    if (config.runtimeEnabled) {
+      logger.info({ socket: this.runtime.socketPath }, 'broker connected; waiting for the runtime')
+      await this.gate.start(this.startAbort.signal)
+    } else {
+      logger.info('broker connected; no runtime (ASYA_RUNTIME_ENABLED=false)')
+    }
+    if (config.isEndActor) {
+      if (this.store) {
+        // Reported, not fatal: a bucket that is missing now may exist by the first message, and
+        // every persist failure is retried and then dead-lettered, never lost.
+        await this.store.check().then(
+          () => logger.info({ bucket: this.store?.bucket }, 'object storage reachable'),
+          (err: unknown) => logger.error({ code: isAsyaError(err) ? err.code : undefined, err: errorMessage(err) }, 'object storage check failed; persisting will be retried per message'),
+        )
+      }
+      if (!this.store && config.gatewayUrl === undefined) logger.warn('end actor with neither ASYA_S3_BUCKET nor ASYA_GATEWAY_URL: finished envelopes are acked and kept nowhere')
+    }
     if (this.draining) return
-    this.subscription = await this.transport.consume(config.actorName, (d) => this.onDelivery(d), { prefetch: config.prefetch })
+    this.subscription = await this.transport.consume(config.actorName, (d) => this.onDelivery(d), { prefetch: this.window.size })
     this.window.attach(this.subscription)
-    logger.info({ queue: `asya-${config.actorName}`, prefetch: config.prefetch, end_actor: config.isEndActor }, 'consuming')
+    this.metrics.deliveryWindow.set(this.window.size)
+    logger.info(
+      { queue: queueName(config.actorName), prefetch: this.window.size, concurrency: config.concurrency, batch_size: config.batchSize, batch_wait_ms: config.batchWaitMs, end_actor: config.isEndActor },
+      'consuming',
+    )
   }
 
   private onDelivery(d: Delivery): Promise<void> {
-    const p = this.processor.handle(d).catch((err: unknown) => {
-      // The processor settles every outcome itself; reaching here means the runtime is gone for
-      // good. Leaving the delivery unsettled returns it to the queue when the transport closes.
-      this.logger.error({ err: errorMessage(err) }, 'message left unsettled')
+    this.window.delivered(d.redelivered)
+    this.metrics.deliveryWindow.set(this.window.size)
+    const handled = this.processor.handle(d)
+    const p = handled.catch((err: unknown) => {
+      // The processor settles every outcome itself; reaching here means a settlement failed (the
+      // broker did not take the retry, the dead letter or the ack). The rejection goes on to the
+      // transport, which gives the message back to the broker (src/transport/delivery.ts).
+      this.logger.error({ err: errorMessage(err) }, 'message not settled; given back to the broker')
     })
     this.inFlight.add(p)
     void p.finally(() => this.inFlight.delete(p))
-    return p
+    return handled
   }
 
   /**
@@ -126,10 +220,13 @@ export class Sidecar {
 
   private async drain(): Promise<boolean> {
     this.draining = true
-    this.startAbort.abort(new AsyaError('ASYA_ERR_TRANSPORT_CLOSED', 'sidecar stopping'))
+    this.startAbort.abort(new errors.ASYA_ERR_TRANSPORT_CLOSED('sidecar'))
     const t0 = Date.now()
     this.logger.info({ in_flight: this.inFlight.size }, 'draining')
     await this.subscription?.cancel().catch(() => undefined)
+    // Queued and never started (a batch still gathering, envelopes waiting for a slot): give them
+    // back; every call already in the runtime finishes, publishes and acks below.
+    this.gate.close()
     let clean = true
     const deadline = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), this.config.shutdownTimeoutMs).unref())
     while (this.inFlight.size > 0) {
@@ -140,8 +237,13 @@ export class Sidecar {
         break
       }
     }
+    // The last reports (the in-flight message's `completed`) get a short window, never the whole budget.
+    await this.progress?.close(Math.min(2000, Math.max(0, this.config.shutdownTimeoutMs - (Date.now() - t0))))
     await this.transport.close().catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'transport close failed'))
     await this.health?.close()
+    this.store?.close()
+    this.claims?.close()
+    await this.tracing.shutdown()
     this.logger.info({ clean, ms: Date.now() - t0 }, 'sidecar stopped')
     return clean
   }

@@ -5,35 +5,8 @@
  * accepted values; it is never silently replaced by a default.
  */
 import { parseDuration } from './config/env.js'
-import { isValidActorName } from './envelope.js'
-
-/** Every name of the interface, so no module spells them itself. */
-export const ANNOTATION = {
-  actor: 'asya.sh/actor',
-  transport: 'asya.sh/transport',
-  handler: 'asya.sh/handler',
-  handlerMode: 'asya.sh/handler-mode',
-  timeout: 'asya.sh/timeout',
-  maxRetries: 'asya.sh/max-retries',
-  retryBackoff: 'asya.sh/retry-backoff',
-  nativeSidecar: 'asya.sh/native-sidecar',
-  runtimeContainer: 'asya.sh/runtime-container',
-  runtimeCommand: 'asya.sh/runtime-command',
-  scaling: 'asya.sh/scaling',
-  minReplicas: 'asya.sh/min-replicas',
-  maxReplicas: 'asya.sh/max-replicas',
-  queueLength: 'asya.sh/queue-length',
-  pollingInterval: 'asya.sh/polling-interval',
-  cooldownPeriod: 'asya.sh/cooldown-period',
-  queueRetention: 'asya.sh/queue-retention',
-  /** Written by the webhook: the pod has been injected. */
-  injected: 'asya.sh/injected',
-  /** Written by the controller on the workload. */
-  status: 'asya.sh/status',
-} as const
-
-export type Transport = 'rabbitmq' | 'sqs'
-export const TRANSPORTS: readonly Transport[] = ['rabbitmq', 'sqs']
+import { parseBytes } from './storage/s3-settings.js'
+import { ACTOR_LABEL, ANNOTATION, CLUSTER_TRANSPORTS, DNS1123_LABEL_RULE, isDns1123Label, isValidActorName, type ClusterTransportName } from './names.js'
 
 /** One bad annotation: which, what it held, what would have been accepted. */
 export interface AnnotationProblem {
@@ -50,7 +23,7 @@ type Annotations = Readonly<Record<string, unknown>> | undefined
 export interface PodAnnotations {
   actor: string
   /** Unset when the pod does not say: the system default applies. */
-  transport?: Transport
+  transport?: ClusterTransportName
   handler?: string
   /** Unset when the pod does not say (the runtime defaults to `payload`). */
   handlerMode?: 'payload' | 'envelope'
@@ -66,18 +39,31 @@ export interface PodAnnotations {
   runtimeContainer?: string
   /** asya.sh/runtime-command: `inject` sets `python3 /opt/asya/asya_runtime.py`, `keep` leaves the image's. @default inject */
   runtimeCommand: 'inject' | 'keep'
+  /** asya.sh/concurrency → ASYA_CONCURRENCY on both containers; unset when the pod does not say (1). */
+  concurrency?: number
+  /** asya.sh/batch-size → ASYA_BATCH_SIZE on both containers; unset when the pod does not say (1). */
+  batchSize?: number
+  /** asya.sh/batch-wait normalised (e.g. `20ms`) → ASYA_BATCH_WAIT; unset when the pod does not say (20ms). */
+  batchWait?: string
+  /** asya.sh/claim-check-threshold in bytes → ASYA_CLAIM_CHECK_THRESHOLD of the sidecar; unset = the system's. */
+  claimCheckThresholdBytes?: number
 }
 
-/** The workload annotations the controller reads (same shape as src/controller/settings.ts). */
+/** Ranges of SPEC §13's settings, shared by the annotations, the sidecar and runtime-py. */
+export const CONCURRENCY_MAX = 1000
+export const BATCH_SIZE_MAX = 1000
+export const BATCH_WAIT_MAX_MS = 60_000
+
+/** The workload annotations the controller reads. */
 export interface WorkloadAnnotations {
-  transport: Transport
+  transport: ClusterTransportName
   scaling: 'keda' | 'off'
   minReplicas: number
   maxReplicas: number
   queueLength: number
   pollingInterval: number
   cooldownPeriod: number
-  queueRetention: 'retain' | 'delete'
+  queueRetention: 'retain' | 'delete' | 'force-delete'
 }
 
 export interface ParseResult<T> {
@@ -87,7 +73,6 @@ export interface ParseResult<T> {
 }
 
 const HANDLER = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$/
-const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/
 
 /** Collects problems while reading one annotation map. */
 class Reader {
@@ -154,17 +139,17 @@ function formatMs(ms: number): string {
 export function parsePodAnnotations(labels: Annotations, annotations: Annotations): ParseResult<PodAnnotations> {
   const r = new Reader([annotations])
   const labelReader = new Reader([labels])
-  const actor = labelReader.raw(ANNOTATION.actor)
+  const actor = labelReader.raw(ACTOR_LABEL)
   r.problems.push(...labelReader.problems.map((p) => ({ ...p, message: p.message.replace(/^annotation/, 'label') })))
   if (actor !== undefined && !isValidActorName(actor)) {
     r.problems.push({
-      annotation: ANNOTATION.actor,
+      annotation: ACTOR_LABEL,
       value: actor,
-      expected: "a DNS-1123 label (lowercase letters, digits, '-', at most 63 characters)",
-      message: `label ${ANNOTATION.actor}=${JSON.stringify(actor)} is invalid: expected a DNS-1123 label (lowercase letters, digits, '-', at most 63 characters)`,
+      expected: DNS1123_LABEL_RULE,
+      message: `label ${ACTOR_LABEL}=${JSON.stringify(actor)} is invalid: expected ${DNS1123_LABEL_RULE}`,
     })
   }
-  const transport = r.oneOf(ANNOTATION.transport, TRANSPORTS)
+  const transport = r.oneOf(ANNOTATION.transport, CLUSTER_TRANSPORTS)
   const handler = r.raw(ANNOTATION.handler)
   if (handler !== undefined && !HANDLER.test(handler)) r.bad(ANNOTATION.handler, handler, 'module.function or module.Class.method')
   const handlerMode = r.oneOf(ANNOTATION.handlerMode, ['payload', 'envelope'] as const)
@@ -186,10 +171,27 @@ export function parsePodAnnotations(labels: Annotations, annotations: Annotation
   }
   const nativeSidecar = r.bool(ANNOTATION.nativeSidecar, true)
   const runtimeContainer = r.raw(ANNOTATION.runtimeContainer)
-  if (runtimeContainer !== undefined && !(runtimeContainer.length <= 63 && DNS1123_LABEL.test(runtimeContainer))) {
+  if (runtimeContainer !== undefined && !isDns1123Label(runtimeContainer)) {
     r.bad(ANNOTATION.runtimeContainer, runtimeContainer, 'the name of one of the pod\'s containers (a DNS-1123 label)')
   }
   const runtimeCommand = r.oneOf(ANNOTATION.runtimeCommand, ['inject', 'keep'] as const, 'inject')
+  const given = (name: string): boolean => annotations !== undefined && Object.prototype.hasOwnProperty.call(annotations, name)
+  const concurrency = given(ANNOTATION.concurrency) ? r.int(ANNOTATION.concurrency, 1, 1, CONCURRENCY_MAX) : undefined
+  const batchSize = given(ANNOTATION.batchSize) ? r.int(ANNOTATION.batchSize, 1, 1, BATCH_SIZE_MAX) : undefined
+  const rawBatchWait = r.raw(ANNOTATION.batchWait)
+  let batchWait: string | undefined
+  if (rawBatchWait !== undefined) {
+    const ms = parseDuration(rawBatchWait)
+    if (ms === undefined || ms > BATCH_WAIT_MAX_MS) r.bad(ANNOTATION.batchWait, rawBatchWait, 'a duration in [0ms, 60s] such as 2ms, 20ms, 0.5s')
+    else batchWait = formatMs(ms)
+  }
+  const rawClaimThreshold = r.raw(ANNOTATION.claimCheckThreshold)
+  let claimCheckThresholdBytes: number | undefined
+  if (rawClaimThreshold !== undefined) {
+    const bytes = parseBytes(rawClaimThreshold)
+    if (bytes === undefined || bytes < 1024) r.bad(ANNOTATION.claimCheckThreshold, rawClaimThreshold, 'a size of at least 1024 bytes such as 64KiB, 1MiB, 262144')
+    else claimCheckThresholdBytes = bytes
+  }
   if (r.problems.length > 0 || actor === undefined) return { problems: r.problems }
   return {
     value: {
@@ -204,6 +206,10 @@ export function parsePodAnnotations(labels: Annotations, annotations: Annotation
       nativeSidecar,
       ...(runtimeContainer !== undefined ? { runtimeContainer } : {}),
       runtimeCommand,
+      ...(concurrency !== undefined ? { concurrency } : {}),
+      ...(batchSize !== undefined ? { batchSize } : {}),
+      ...(batchWait !== undefined ? { batchWait } : {}),
+      ...(claimCheckThresholdBytes !== undefined ? { claimCheckThresholdBytes } : {}),
     },
     problems: [],
   }
@@ -212,11 +218,11 @@ export function parsePodAnnotations(labels: Annotations, annotations: Annotation
 /**
  * Reads a workload's annotations (SPEC §7): `asya.sh/transport` from the pod template first (the
  * webhook reads it there too), else the workload's own; scaling and retention from the workload.
- * Drop-in for src/controller/settings.ts `readWorkloadSettings` (problems carry `.message`).
+ * Used by the controller; the webhook ignores workload annotations.
  */
-export function parseWorkloadAnnotations(workload: Annotations, template: Annotations, defaultTransport: Transport): ParseResult<WorkloadAnnotations> {
+export function parseWorkloadAnnotations(workload: Annotations, template: Annotations, defaultTransport: ClusterTransportName): ParseResult<WorkloadAnnotations> {
   const r = new Reader([template, workload])
-  const transport = r.oneOf(ANNOTATION.transport, TRANSPORTS, defaultTransport)
+  const transport = r.oneOf(ANNOTATION.transport, CLUSTER_TRANSPORTS, defaultTransport)
   const w = new Reader([workload])
   const scaling = w.oneOf(ANNOTATION.scaling, ['keda', 'off'] as const, 'keda')
   const minReplicas = w.int(ANNOTATION.minReplicas, 0, 0, 10_000)
@@ -224,7 +230,7 @@ export function parseWorkloadAnnotations(workload: Annotations, template: Annota
   const queueLength = w.int(ANNOTATION.queueLength, 5, 1, 1_000_000)
   const pollingInterval = w.int(ANNOTATION.pollingInterval, 10, 1, 86_400)
   const cooldownPeriod = w.int(ANNOTATION.cooldownPeriod, 60, 0, 86_400)
-  const queueRetention = w.oneOf(ANNOTATION.queueRetention, ['retain', 'delete'] as const, 'retain')
+  const queueRetention = w.oneOf(ANNOTATION.queueRetention, ['retain', 'delete', 'force-delete'] as const, 'retain')
   const problems = [...r.problems, ...w.problems]
   if (problems.length === 0 && minReplicas > maxReplicas) {
     problems.push({

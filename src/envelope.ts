@@ -1,4 +1,5 @@
-import { AsyaError } from './errors.js'
+import { errors } from './errors.js'
+import { END_ACTORS, isValidActorName } from './names.js'
 
 /** Any JSON value. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
@@ -6,7 +7,11 @@ export type Json = null | boolean | number | string | Json[] | { [key: string]: 
 export interface Route {
   /** Actors still to visit and already visited; never lists happy-end / error-end. */
   actors: string[]
-  /** Index of the actor that must process this envelope; 0 <= current <= actors.length. */
+  /**
+   * Index of the actor that must process this envelope, >= 0. At or past the end (a handler with
+   * validation off may set len(actors) + 5) the route is done: the envelope goes to happy-end as it
+   * is, like upstream (SPEC §2).
+   */
   current: number
   /** Carried unchanged. */
   metadata?: { [key: string]: Json }
@@ -24,27 +29,6 @@ export interface Envelope {
   [extra: string]: unknown
 }
 
-export const HAPPY_END = 'happy-end'
-export const ERROR_END = 'error-end'
-export const END_ACTORS: readonly string[] = [HAPPY_END, ERROR_END]
-
-/** Queue of actor `a` (SPEC §3). */
-export function queueName(actor: string): string {
-  return `asya-${actor}`
-}
-
-/** Dead-letter queue of actor `a` (SPEC §3). */
-export function dlqName(actor: string): string {
-  return `asya-${actor}-dlq`
-}
-
-const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/
-
-/** Actor names are DNS-1123 labels (<= 63 chars). */
-export function isValidActorName(name: unknown): name is string {
-  return typeof name === 'string' && name.length <= 63 && DNS1123_LABEL.test(name)
-}
-
 const utf8 = new TextDecoder('utf-8', { fatal: true })
 
 /**
@@ -58,13 +42,13 @@ export function parseEnvelope(body: Uint8Array | string): Envelope {
     const text = typeof body === 'string' ? body : utf8.decode(body)
     value = JSON.parse(text)
   } catch (err) {
-    throw new AsyaError('ASYA_ERR_ENVELOPE_PARSE', `body is not UTF-8 JSON: ${(err as Error).message}`, {
+    throw new errors.ASYA_ERR_ENVELOPE_PARSE((err as Error).message, {
       details: { reason: 'parse_error' },
     })
   }
   const problem = envelopeProblem(value)
   if (problem !== undefined) {
-    throw new AsyaError('ASYA_ERR_ENVELOPE_INVALID', `invalid envelope: ${problem}`, {
+    throw new errors.ASYA_ERR_ENVELOPE_INVALID(problem, {
       details: { reason: 'validation_error' },
     })
   }
@@ -84,8 +68,9 @@ export function envelopeProblem(value: unknown): string | undefined {
     if (!isValidActorName(a)) return `"route.actors[${i}]" must be a DNS-1123 actor name`
     if (END_ACTORS.includes(a)) return `"route.actors[${i}]" must not name the end actor ${a}`
   }
-  if (typeof current !== 'number' || !Number.isInteger(current) || current < 0 || current > actors.length) {
-    return `"route.current" must be an integer in [0, ${actors.length}]`
+  // No upper bound: an index past the end means the route is done (SPEC §2, upstream's behaviour).
+  if (typeof current !== 'number' || !Number.isInteger(current) || current < 0) {
+    return '"route.current" must be an integer >= 0'
   }
   if (metadata !== undefined && !isPlainObject(metadata)) return '"route.metadata" must be an object'
   if (headers !== undefined && headers !== null && !isPlainObject(headers)) return '"headers" must be an object'

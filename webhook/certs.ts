@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process'
 import { mkdir, readFile, writeFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { AsyaError, errorMessage } from '../src/errors.js'
+import { errorMessage, errors } from '../src/errors.js'
 
 const run = promisify(execFile)
 
@@ -41,7 +41,7 @@ async function openssl(args: string[]): Promise<void> {
   try {
     await run('openssl', args)
   } catch (err) {
-    throw new AsyaError('ASYA_ERR_TLS', `openssl ${args[0]} failed: ${errorMessage(err)}`, { cause: err })
+    throw new errors.ASYA_ERR_TLS(`openssl ${args[0]} failed: ${errorMessage(err)}`, { cause: err })
   }
 }
 

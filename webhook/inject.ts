@@ -8,23 +8,34 @@
  */
 import fastJsonPatch from 'fast-json-patch'
 import type { Operation } from 'fast-json-patch'
-import { ANNOTATION, describeProblems, parsePodAnnotations, type AnnotationProblem, type PodAnnotations, type Transport } from '../src/annotations.js'
-import { END_ACTORS } from '../src/envelope.js'
+import { describeProblems, parsePodAnnotations, type AnnotationProblem, type PodAnnotations } from '../src/annotations.js'
+import {
+  ACTOR_LABEL,
+  ANNOTATION,
+  CLUSTER_TRANSPORTS,
+  END_ACTORS,
+  RUNTIME_CONFIGMAP,
+  RUNTIME_CONTAINER,
+  RUNTIME_SCRIPT_KEY,
+  RUNTIME_SCRIPT_PATH,
+  RUNTIME_VOLUME,
+  SIDECAR_CONTAINER,
+  SOCKET_DIR,
+  SIDECAR_METRICS_PORT,
+  SOCKET_VOLUME,
+  readyFilePath,
+  socketPath,
+  type ClusterTransportName,
+} from '../src/names.js'
 import type { InjectionConfig } from '../src/system/config.js'
+import { claimCheckEnv } from './claim-check-env.js'
+import { decideLiveness } from './liveness.js'
+import { natsSidecarSecrets } from './nats-secrets.js'
 
 export type { Operation }
 
-export const SIDECAR_NAME = 'asya-sidecar'
-export const RUNTIME_NAME = 'asya-runtime'
-export const SOCKET_VOLUME = 'socket-dir'
-export const RUNTIME_VOLUME = 'asya-runtime'
-export const RUNTIME_CONFIGMAP = 'asya-runtime'
-export const RUNTIME_SCRIPT_KEY = 'asya_runtime.py'
-export const SOCKET_DIR = '/var/run/asya'
-export const RUNTIME_SCRIPT_PATH = '/opt/asya/asya_runtime.py'
-export const SOCKET_FILE = `${SOCKET_DIR}/asya-runtime.sock`
-export const READY_FILE = `${SOCKET_DIR}/runtime-ready`
-export const METRICS_PORT = 8080
+const SOCKET_FILE = socketPath(SOCKET_DIR)
+const READY_FILE = readyFilePath(SOCKET_DIR)
 const MIRROR_ANNOTATION = 'kubernetes.io/config.mirror'
 
 /** Why a pod was admitted unchanged. A closed set: logged and counted as a metric label. */
@@ -48,7 +59,15 @@ export interface InjectContext {
 export type InjectResult =
   | { kind: 'skipped'; reason: SkipReason; warnings: string[] }
   | { kind: 'denied'; message: string; problems: AnnotationProblem[] }
-  | { kind: 'injected'; actor: string; pod: Record<string, unknown>; patch: Operation[]; warnings: string[] }
+  | {
+      kind: 'injected'
+      actor: string
+      pod: Record<string, unknown>
+      patch: Operation[]
+      warnings: string[]
+      /** Set when the runtime's own liveness probe could not carry the ready-file check (also in warnings). */
+      recoveryOff?: string
+    }
 
 type J = Record<string, unknown>
 
@@ -107,7 +126,7 @@ function execProbe(paths: string[], periodSeconds: number, failureThreshold: num
 
 /** Chooses the runtime container (SPEC §6). */
 function findRuntime(containers: J[], a: PodAnnotations): { index: number } | { warning: string } | { problem: AnnotationProblem } {
-  const byName = containers.findIndex((c) => c.name === RUNTIME_NAME)
+  const byName = containers.findIndex((c) => c.name === RUNTIME_CONTAINER)
   if (byName >= 0) return { index: byName }
   if (a.runtimeContainer !== undefined) {
     const chosen = containers.findIndex((c) => c.name === a.runtimeContainer)
@@ -124,11 +143,11 @@ function findRuntime(containers: J[], a: PodAnnotations): { index: number } | { 
   }
   if (containers.length === 1) return { index: 0 }
   return {
-    warning: `asya: pod not injected: cannot tell which of its ${containers.length} containers (${names(containers).join(', ')}) runs the handler; name it ${RUNTIME_NAME} or set annotation ${ANNOTATION.runtimeContainer}`,
+    warning: `asya: pod not injected: cannot tell which of its ${containers.length} containers (${names(containers).join(', ')}) runs the handler; name it ${RUNTIME_CONTAINER} or set annotation ${ANNOTATION.runtimeContainer}`,
   }
 }
 
-function transportEnv(sidecar: J, transport: Transport, config: InjectionConfig): void {
+function transportEnv(sidecar: J, transport: ClusterTransportName, config: InjectionConfig): void {
   setEnv(sidecar, 'ASYA_TRANSPORT', transport)
   if (transport === 'rabbitmq') {
     const r = config.transports.rabbitmq
@@ -138,10 +157,23 @@ function transportEnv(sidecar: J, transport: Transport, config: InjectionConfig)
     setEnv(sidecar, 'ASYA_RABBITMQ_VHOST', r.vhost)
     setEnv(sidecar, 'ASYA_RABBITMQ_EXCHANGE', r.exchange)
     if (r.tls) setEnv(sidecar, 'ASYA_RABBITMQ_TLS', 'true')
+    // Queue arguments must match the controller's; only values other than the sidecar's defaults travel.
+    if (r.topology && r.topology.queueType !== 'quorum') setEnv(sidecar, 'ASYA_RABBITMQ_QUEUE_TYPE', r.topology.queueType)
+    if (r.topology && r.topology.deliveryLimit !== 5) setEnv(sidecar, 'ASYA_DELIVERY_LIMIT', String(r.topology.deliveryLimit))
     // Credentials only ever by reference: the pod spec is readable by far more people than the Secret.
     if (r.credentialSecret) {
       setEnv(sidecar, 'ASYA_RABBITMQ_USERNAME', secretRef(r.credentialSecret.name, r.credentialSecret.usernameKey))
       setEnv(sidecar, 'ASYA_RABBITMQ_PASSWORD', secretRef(r.credentialSecret.name, r.credentialSecret.passwordKey))
+    }
+    return
+  }
+  if (transport === 'nats') {
+    const n = config.transports.nats
+    if (!n) return
+    setEnv(sidecar, 'ASYA_NATS_URL', n.connection.servers.join(','))
+    if (n.credentialSecret) {
+      setEnv(sidecar, 'ASYA_NATS_USERNAME', secretRef(n.credentialSecret.name, n.credentialSecret.usernameKey))
+      setEnv(sidecar, 'ASYA_NATS_PASSWORD', secretRef(n.credentialSecret.name, n.credentialSecret.passwordKey))
     }
     return
   }
@@ -155,8 +187,8 @@ function transportEnv(sidecar: J, transport: Transport, config: InjectionConfig)
   }
 }
 
-function buildSidecar(a: PodAnnotations, transport: Transport, graceSeconds: number, config: InjectionConfig, native: boolean): J {
-  const c: J = { name: SIDECAR_NAME, image: config.sidecarImage }
+function buildSidecar(a: PodAnnotations, transport: ClusterTransportName, graceSeconds: number, config: InjectionConfig, native: boolean): J {
+  const c: J = { name: SIDECAR_CONTAINER, image: config.sidecarImage }
   if (config.sidecarImagePullPolicy) c.imagePullPolicy = config.sidecarImagePullPolicy
   if (config.sidecarCommand) c.command = [...config.sidecarCommand]
   if (native) c.restartPolicy = 'Always'
@@ -166,14 +198,14 @@ function buildSidecar(a: PodAnnotations, transport: Transport, graceSeconds: num
   setEnv(c, 'ASYA_RUNTIME_TIMEOUT', `${a.timeoutSeconds}s`)
   setEnv(c, 'ASYA_MAX_RETRIES', String(a.maxRetries))
   setEnv(c, 'ASYA_RETRY_BACKOFF', a.retryBackoff)
-  setEnv(c, 'ASYA_METRICS_ADDR', `:${METRICS_PORT}`)
+  setEnv(c, 'ASYA_METRICS_ADDR', `:${SIDECAR_METRICS_PORT}`)
   setEnv(c, 'ASYA_SHUTDOWN_TIMEOUT', `${Math.max(1, graceSeconds - config.shutdownMarginSeconds)}s`)
   if (config.maxHops !== undefined) setEnv(c, 'ASYA_MAX_HOPS', String(config.maxHops))
-  if (END_ACTORS.includes(a.actor)) {
-    setEnv(c, 'ASYA_IS_END_ACTOR', 'true')
-    if (config.gatewayUrl !== undefined) setEnv(c, 'ASYA_GATEWAY_URL', config.gatewayUrl)
-  }
-  c.ports = [{ name: 'metrics', containerPort: METRICS_PORT, protocol: 'TCP' }]
+  schedulingEnv(c, a)
+  if (END_ACTORS.includes(a.actor)) setEnv(c, 'ASYA_IS_END_ACTOR', 'true')
+  gatewayEnv(c, config)
+  for (const [name, value] of Object.entries(config.sidecarTracingEnv ?? {})) setEnv(c, name, value)
+  c.ports = [{ name: 'metrics', containerPort: SIDECAR_METRICS_PORT, protocol: 'TCP' }]
   c.livenessProbe = { httpGet: { path: '/healthz', port: 'metrics' }, periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 }
   c.readinessProbe = { httpGet: { path: '/readyz', port: 'metrics' }, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 3 }
   c.volumeMounts = [{ name: SOCKET_VOLUME, mountPath: SOCKET_DIR }]
@@ -190,6 +222,25 @@ function buildSidecar(a: PodAnnotations, transport: Transport, graceSeconds: num
     seccompProfile: { type: 'RuntimeDefault' },
   }
   return c
+}
+
+/**
+ * Every sidecar: end actors post the final status, the others progress (SPEC §10.2). With the
+ * gateway's security on, the sidecars' token comes from a Secret in the pod's namespace; it only
+ * lets a sidecar report progress: `final` needs the end actors' own token, which the webhook never
+ * hands out (a pod merely labelled happy-end in a user namespace must not forge results).
+ */
+function gatewayEnv(c: J, config: InjectionConfig): void {
+  if (config.gatewayUrl === undefined) return
+  setEnv(c, 'ASYA_GATEWAY_URL', config.gatewayUrl)
+  if (config.gatewayTokenSecret !== undefined) setEnv(c, 'ASYA_GATEWAY_TOKEN', { valueFrom: { secretKeyRef: { name: config.gatewayTokenSecret, key: 'token', optional: true } } })
+}
+
+/** SPEC §13: both containers get the same concurrency and batch settings, only where the pod set them. */
+function schedulingEnv(container: J, a: PodAnnotations): void {
+  if (a.concurrency !== undefined) setEnv(container, 'ASYA_CONCURRENCY', String(a.concurrency))
+  if (a.batchSize !== undefined) setEnv(container, 'ASYA_BATCH_SIZE', String(a.batchSize))
+  if (a.batchWait !== undefined) setEnv(container, 'ASYA_BATCH_WAIT', a.batchWait)
 }
 
 function addVolume(spec: J, volume: J, warnings: string[]): void {
@@ -217,15 +268,15 @@ export function injectPod(pod: unknown, context: InjectContext): InjectResult {
   const metadata = isObj(pod.metadata) ? pod.metadata : {}
   const labels = isObj(metadata.labels) ? metadata.labels : undefined
   const annotations = isObj(metadata.annotations) ? metadata.annotations : undefined
-  if (labels === undefined || !Object.prototype.hasOwnProperty.call(labels, ANNOTATION.actor)) return skip('no_actor_label')
+  if (labels === undefined || !Object.prototype.hasOwnProperty.call(labels, ACTOR_LABEL)) return skip('no_actor_label')
   const namespace = context.namespace ?? (typeof metadata.namespace === 'string' ? metadata.namespace : undefined)
   if (namespace !== undefined && context.config.excludedNamespaces.includes(namespace)) return skip('excluded_namespace')
   if (annotations !== undefined && Object.prototype.hasOwnProperty.call(annotations, MIRROR_ANNOTATION)) return skip('mirror_pod')
   const spec0 = isObj(pod.spec) ? pod.spec : {}
   if (
     (annotations !== undefined && Object.prototype.hasOwnProperty.call(annotations, ANNOTATION.injected)) ||
-    named(spec0.containers, SIDECAR_NAME) ||
-    named(spec0.initContainers, SIDECAR_NAME)
+    named(spec0.containers, SIDECAR_CONTAINER) ||
+    named(spec0.initContainers, SIDECAR_CONTAINER)
   ) {
     return skip('already_injected')
   }
@@ -235,7 +286,7 @@ export function injectPod(pod: unknown, context: InjectContext): InjectResult {
   const a = parsed.value
   const transport = a?.transport ?? context.config.transports.defaultTransport
   if (a !== undefined && !context.config.transports[transport]) {
-    const configured = (['rabbitmq', 'sqs'] as const).filter((t) => context.config.transports[t])
+    const configured = CLUSTER_TRANSPORTS.filter((t) => context.config.transports[t])
     const expected = `a transport this cluster is configured for (${configured.join(', ') || 'none'})`
     problems.push({
       annotation: ANNOTATION.transport,
@@ -268,20 +319,38 @@ export function injectPod(pod: unknown, context: InjectContext): InjectResult {
   if (a.handlerMode !== undefined) setEnv(runtime, 'ASYA_HANDLER_MODE', a.handlerMode)
   else if (!hasEnv(runtime, 'ASYA_HANDLER_MODE')) setEnv(runtime, 'ASYA_HANDLER_MODE', 'payload')
   setEnv(runtime, 'ASYA_SOCKET_DIR', SOCKET_DIR)
+  schedulingEnv(runtime, a)
   addMount(runtime, { name: SOCKET_VOLUME, mountPath: SOCKET_DIR })
   addMount(runtime, { name: RUNTIME_VOLUME, mountPath: RUNTIME_SCRIPT_PATH, subPath: RUNTIME_SCRIPT_KEY, readOnly: true })
-  // Each probe kind only where the user set none: theirs know their handler better than ours.
-  // Liveness watches the ready file because the sidecar removes it after a handler timeout, so
-  // the kubelet restarts the hung runtime container (SPEC §5).
+  // Startup and readiness only where the user set none: theirs know their handler better than
+  // ours. Liveness watches the ready file because the sidecar removes it after a handler timeout,
+  // so the kubelet restarts the hung runtime container (SPEC §5).
   if (runtime.startupProbe === undefined) runtime.startupProbe = execProbe([SOCKET_FILE, READY_FILE], 2, 150)
   if (runtime.readinessProbe === undefined) runtime.readinessProbe = execProbe([SOCKET_FILE, READY_FILE], 10, 3)
-  if (runtime.livenessProbe === undefined) runtime.livenessProbe = execProbe([READY_FILE], 10, 3)
+  // The user's liveness probe is composed with the ready-file check rather than replacing it
+  // (webhook/liveness.ts); what cannot be composed is kept and reported: recovery is off.
+  const liveness = decideLiveness(runtime, READY_FILE, execProbe([READY_FILE], 10, 3))
+  runtime.livenessProbe = liveness.probe
+  let recoveryOff: string | undefined
+  if (liveness.kind === 'recovery_off') {
+    recoveryOff = `asya: timeout recovery is off for container ${String(runtime.name)}: ${liveness.why}, so it is kept as written and a runtime hung past ${ANNOTATION.timeout} is never restarted; use an exec, httpGet or tcpSocket liveness probe, or include the check of ${READY_FILE} in yours`
+    warnings.push(recoveryOff)
+  }
 
   const grace = typeof spec.terminationGracePeriodSeconds === 'number' ? spec.terminationGracePeriodSeconds : 30
   const sidecar = buildSidecar(a, transport, grace, context.config, a.nativeSidecar)
+  const claims = claimCheckEnv(context.config.claimCheck, a)
+  for (const e of claims.env) setEnv(sidecar, e.name, 'value' in e ? e.value : { valueFrom: e.valueFrom })
+  warnings.push(...claims.warnings)
+  if (transport === 'nats') {
+    const nats = natsSidecarSecrets(context.config.natsSecrets)
+    for (const e of nats.env) setEnv(sidecar, e.name, 'value' in e ? e.value : { valueFrom: e.valueFrom })
+    for (const v of nats.volumes) addVolume(spec, v, warnings)
+    for (const m of nats.mounts) addMount(sidecar, m)
+  }
   if (a.nativeSidecar) arr(spec, 'initContainers').push(sidecar)
   else arr(spec, 'containers').push(sidecar)
 
   const patch = fastJsonPatch.compare(pod, mutated)
-  return { kind: 'injected', actor: a.actor, pod: mutated, patch, warnings }
+  return { kind: 'injected', actor: a.actor, pod: mutated, patch, warnings, ...(recoveryOff !== undefined ? { recoveryOff } : {}) }
 }

@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { AdmissionregistrationV1Api, CoreV1Api, type KubeConfig, type V1Secret } from '@kubernetes/client-node'
 import type { Counter, Registry } from 'prom-client'
 import { Counter as PromCounter } from 'prom-client'
-import { errorMessage } from '../src/errors.js'
+import { errorMessage, errors } from '../src/errors.js'
 import type { Logger } from '../src/logger.js'
 import { generateCerts } from './certs.js'
 
@@ -109,7 +109,7 @@ export class SelfManagedCa {
       const s = await this.core.readNamespacedSecret({ name, namespace })
       const cert = unb64(s.data?.['ca.crt'])
       const key = unb64(s.data?.['ca.key'])
-      if (cert === undefined || key === undefined) throw new Error(`Secret ${namespace}/${name} lacks ca.crt or ca.key`)
+      if (cert === undefined || key === undefined) throw new errors.ASYA_ERR_TLS(`Secret ${namespace}/${name} lacks ca.crt or ca.key`)
       const changed = this.ca?.cert !== cert
       this.ca = { cert, key }
       if (changed) this.servingValidTo = 0 // the CA changed under us: re-sign
@@ -141,7 +141,7 @@ export class SelfManagedCa {
   private async ensureServingCert(): Promise<boolean> {
     const now = Date.now()
     if (this.servingValidTo - now > (this.servingValidTo - this.servingValidFrom) / 3) return false
-    if (!this.ca) throw new Error('no CA')
+    if (!this.ca) throw new errors.ASYA_ERR_TLS('no CA loaded yet')
     const made = await generateCerts({ dir: join(this.o.workDir, 'serving'), service: this.o.service, namespace: this.o.namespace, days: this.o.servingDays ?? 365, ca: this.ca })
     // Key first, then cert, each via rename: the watcher never sees a torn file, and a
     // momentarily mismatched pair is rejected by validation until the second rename lands.
@@ -162,7 +162,7 @@ export class SelfManagedCa {
 
   private async ensureCaBundle(): Promise<boolean> {
     const bundle = this.caBundle
-    if (bundle === undefined) throw new Error('no CA')
+    if (bundle === undefined) throw new errors.ASYA_ERR_TLS('no CA loaded yet')
     let cfg
     try {
       cfg = await this.admission.readMutatingWebhookConfiguration({ name: this.o.webhookConfigurationName })

@@ -8,7 +8,7 @@ import type { Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyError } from 'fastify'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
-import { errorMessage } from '../src/errors.js'
+import { errorMessage, errors } from '../src/errors.js'
 import type { Logger } from '../src/logger.js'
 import type { WebhookConfig } from '../src/system/config.js'
 import { injectPod, type InjectResult, type SkipReason } from './inject.js'
@@ -70,7 +70,7 @@ function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
 
-class BadRequest extends Error {}
+const BadRequest = errors.ASYA_ERR_ADMISSION_BAD_REQUEST
 
 interface ParsedRequest {
   uid: string
@@ -108,7 +108,7 @@ function review(response: AdmissionResponse): AdmissionReviewOut {
 export interface WebhookServerDeps {
   logger: Logger
   registry: Registry
-  /** Records a Warning Event for pods admitted without injection; never called for dryRun requests. */
+  /** Records a Warning Event for pods admitted without injection or with timeout recovery off; never called for dryRun requests. */
   recordWarning?: WarningRecorder
 }
 
@@ -168,7 +168,7 @@ export async function createWebhookServer(config: WebhookConfig, deps: WebhookSe
         ...(result.warnings.length > 0 ? { warnings: result.warnings } : {}),
       },
       outcome: 'injected',
-      reason: 'injected',
+      reason: result.recoveryOff !== undefined ? 'recovery_off' : 'injected',
       result,
     }
   }
@@ -207,6 +207,14 @@ export async function createWebhookServer(config: WebhookConfig, deps: WebhookSe
       // dryRun means no side effects (sideEffects: None): no Event either.
       try {
         if (!parsed.dryRun) deps.recordWarning?.(parsed.object, parsed.namespace, 'AsyaNotInjected', response.warnings?.join('; ') ?? '')
+      } catch (err) {
+        log.warn({ err: errorMessage(err) }, 'cannot record the admission warning Event')
+      }
+    }
+    else if (result?.kind === 'injected' && result.recoveryOff !== undefined) {
+      log.warn({ ...fields, code: 'ASYA_ERR_ADMISSION_RECOVERY_OFF', warning: result.recoveryOff }, 'pod injected; timeout recovery is off')
+      try {
+        if (!parsed.dryRun) deps.recordWarning?.(parsed.object, parsed.namespace, 'AsyaRecoveryOff', result.recoveryOff)
       } catch (err) {
         log.warn({ err: errorMessage(err) }, 'cannot record the admission warning Event')
       }

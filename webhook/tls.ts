@@ -9,7 +9,7 @@ import { watch, type FSWatcher } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { createSecureContext, type SecureContextOptions } from 'node:tls'
-import { AsyaError, errorMessage } from '../src/errors.js'
+import { errorMessage, errors } from '../src/errors.js'
 import type { Logger } from '../src/logger.js'
 
 export const TLS_MIN_VERSION = 'TLSv1.2' as const
@@ -29,7 +29,7 @@ export async function loadCertPair(certFile: string, keyFile: string): Promise<L
   try {
     ;[cert, key] = await Promise.all([readFile(certFile), readFile(keyFile)])
   } catch (err) {
-    throw new AsyaError('ASYA_ERR_TLS', `cannot read TLS files ${certFile} / ${keyFile}: ${errorMessage(err)}`, { cause: err })
+    throw new errors.ASYA_ERR_TLS(`cannot read TLS files ${certFile} / ${keyFile}: ${errorMessage(err)}`, { cause: err })
   }
   return validatePair(cert, key, certFile)
 }
@@ -41,7 +41,7 @@ export function validatePair(cert: Buffer, key: Buffer, label = 'certificate'): 
     createSecureContext({ cert, key, minVersion: TLS_MIN_VERSION })
     return { cert, key, fingerprint256: x509.fingerprint256, validTo: new Date(x509.validTo) }
   } catch (err) {
-    throw new AsyaError('ASYA_ERR_TLS', `invalid TLS pair (${label}): ${errorMessage(err)}`, { cause: err })
+    throw new errors.ASYA_ERR_TLS(`invalid TLS pair (${label}): ${errorMessage(err)}`, { cause: err })
   }
 }
 

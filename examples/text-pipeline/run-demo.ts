@@ -1,25 +1,29 @@
 /**
- * `npm run demo`: a real Asya pipeline on one machine, no broker, no cluster. Each actor is a real
- * `asya_runtime.py` process running a handler from pipeline.py, beside an in-process sidecar; the
- * sidecars talk over the in-memory transport (or RabbitMQ with ASYA_TRANSPORT=rabbitmq). Sends a
- * few envelopes, prints every hop, prints what reached happy-end and error-end, exits 0.
+ * `npm run demo`: a real Asya pipeline on one machine, no broker, no cluster, called the way an
+ * application or an AI agent calls it: as an MCP tool through the gateway. Each actor is a real
+ * `asya_runtime.py` process running a handler from pipeline.py, beside an in-process sidecar that
+ * reports progress to the gateway; happy-end and error-end are runtime-less end-actor sidecars that
+ * post the final status: the local pipeline of `asya dev` (DevPipeline, src/cli/dev-pipeline.ts)
+ * started with the gateway's URL and sharing its broker with the gateway. Everything talks over the in-memory transport (or RabbitMQ with
+ * ASYA_TRANSPORT=rabbitmq); the gateway keeps envelopes in its in-memory store. The official MCP
+ * SDK client calls the `analyze_text` tool (routes.yaml) for a few texts, prints every hop and the
+ * progress as it streams, prints each final result, and exits 0 when they are what they should be.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
+import { readGatewayConfig } from '../../gateway/config.js'
+import { Gateway } from '../../gateway/gateway.js'
+import { mcpPlugin } from '../../gateway/mcp/plugin.js'
+import { loadToolConfig } from '../../gateway/tool-config.js'
+import { DevPipeline, type DevActor } from '../../src/cli/dev-pipeline.js'
 import { createLogger } from '../../src/logger.js'
-import { RuntimeProcess } from '../../src/runtime/runtime-process.js'
-import { MemoryBroker } from '../../src/transport/memory-transport.js'
-import { createTransport, readTransportSettings } from '../../src/transport/create-transport.js'
-import { EnvReader } from '../../src/config/env.js'
-import type { Delivery, Transport } from '../../src/transport/transport.js'
-import { readSidecarConfig } from '../../sidecar/config.js'
-import { Sidecar } from '../../sidecar/sidecar.js'
 import type { SidecarEvent } from '../../sidecar/message-processor.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
-const ACTORS: Array<{ name: string; handler: string; mode: 'payload' | 'envelope' }> = [
+const ACTORS: Array<DevActor & { mode: 'payload' | 'envelope' }> = [
   { name: 'normalize', handler: 'pipeline.normalize', mode: 'payload' },
   { name: 'classify', handler: 'pipeline.Classifier.classify', mode: 'payload' },
   { name: 'judge', handler: 'pipeline.judge', mode: 'envelope' },
@@ -31,7 +35,6 @@ const INPUTS = [
   { id: 'doc-2', text: 'How does the route travel with the envelope?' },
   { id: 'doc-3', text: '   ' }, // the handler raises: this one ends in error-end
 ]
-const EXPECTED_FINALS = 3 + 1 + 1 // three sentences, one answer, one error
 
 const color = process.stdout.isTTY ? (c: number, s: string) => `\x1b[${c}m${s}\x1b[0m` : (_c: number, s: string) => s
 
@@ -47,93 +50,79 @@ async function main(): Promise<void> {
   const transportName = env.ASYA_TRANSPORT ?? 'memory'
   const logLevel = env.ASYA_LOG_LEVEL ?? 'error'
   const logger = createLogger('asya-demo', { level: logLevel })
-  const broker = new MemoryBroker()
-  const baseEnv = { ...env, ASYA_TRANSPORT: transportName, ASYA_LOG_LEVEL: logLevel }
-  const makeTransport = async (name: string): Promise<Transport> => {
-    const r = new EnvReader(baseEnv)
-    const settings = readTransportSettings(r)
-    r.finish()
-    return createTransport(settings, { memoryBroker: broker, logger, connectionName: `asya-demo-${name}` })
-  }
+  // The actors and end actors: the same local pipeline `asya dev` runs, reporting to the gateway.
+  const pipeline = new DevPipeline({
+    actors: ACTORS,
+    moduleDir: here,
+    name: 'asya-demo',
+    logger,
+    logLevel,
+    env: { ASYA_TRANSPORT: transportName },
+    onEvent: (e) => {
+      const line = describe(e)
+      if (line) console.log(color(2, line))
+    },
+  })
 
-  console.log(`Asya demo: ${ACTORS.length} Python actors on the ${transportName} transport\n`)
-  const dirs: string[] = []
-  const runtimes: RuntimeProcess[] = []
-  const sidecars: Sidecar[] = []
-  const client = await makeTransport('client')
+  console.log(`Asya demo: a gateway, ${ACTORS.length} Python actors and the end actors on the ${transportName} transport\n`)
+  // The gateway on the embedded defaults: in-memory envelope store (no ASYA_DATABASE_URL), the demo's tools.
+  const gatewayConfig = readGatewayConfig({ ASYA_GATEWAY_HOST: '127.0.0.1', ASYA_GATEWAY_PORT: env.ASYA_GATEWAY_PORT ?? '0', ASYA_LOG_LEVEL: logLevel, ASYA_TRANSPORT: transportName })
+  const gateway = await Gateway.create({
+    config: gatewayConfig,
+    logger: logger.child({ component: 'asya-gateway' }),
+    transport: await pipeline.transport('gateway'),
+    tools: loadToolConfig(join(here, 'routes.yaml')),
+    plugins: [mcpPlugin()],
+  })
+  const client = new Client({ name: 'asya-demo', version: '1.0.0' })
   try {
-    await client.connect()
-    for (const end of ['happy-end', 'error-end']) await client.ensureQueue(end)
+    const addr = await gateway.start()
+    const gatewayUrl = `http://127.0.0.1:${addr.port}`
+    console.log(`${color(32, 'started')} gateway   ${gatewayUrl} (MCP at /mcp, in-memory store)`)
+    await pipeline.start({ gatewayUrl })
+    for (const a of ACTORS) console.log(`${color(32, 'started')} ${a.name.padEnd(9)} handler=${a.handler} (${a.mode} mode)`)
+    for (const end of [pipeline.happyEnd, pipeline.errorEnd]) console.log(`${color(32, 'started')} ${end.padEnd(9)} end actor: posts the final status to the gateway`)
 
-    for (const a of ACTORS) {
-      const socketDir = mkdtempSync(join(tmpdir(), `asya-demo-${a.name}-`))
-      dirs.push(socketDir)
-      const runtime = new RuntimeProcess({ handler: a.handler, mode: a.mode, socketDir, cwd: here, pythonPath: [here], env: { ASYA_LOG_LEVEL: 'WARNING' } })
-      runtimes.push(runtime)
-      await runtime.start()
-      const config = readSidecarConfig({ ...baseEnv, ASYA_ACTOR_NAME: a.name, ASYA_SOCKET_DIR: socketDir, ASYA_RUNTIME_TIMEOUT: '30s' })
-      const sidecar = new Sidecar({
-        config,
-        transport: await makeTransport(a.name),
-        logger: logger.child({ actor: a.name }),
-        serveHttp: false,
-        onEvent: (e) => {
-          const line = describe(e)
-          if (line) console.log(line)
-        },
-      })
-      sidecars.push(sidecar)
-      await sidecar.start()
-      console.log(`${color(32, 'started')} ${a.name.padEnd(9)} handler=${a.handler} (${a.mode} mode)`)
-    }
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${gatewayUrl}/mcp`)))
+    const { tools } = await client.listTools()
+    console.log(`\nMCP client connected; tools: ${tools.map((x) => `${x.name}(${Object.keys((x.inputSchema.properties ?? {}) as object).join(', ')})`).join(', ')}`)
 
-    const finals: Array<{ end: string; body: Record<string, unknown> }> = []
-    let resolveDone!: () => void
-    const done = new Promise<void>((r) => (resolveDone = r))
-    const collect = (end: string) => async (d: Delivery) => {
-      finals.push({ end, body: JSON.parse(d.body.toString()) as Record<string, unknown> })
-      await d.ack()
-      if (finals.length >= EXPECTED_FINALS) resolveDone()
-    }
-    await client.consume('happy-end', collect('happy-end'), { prefetch: 10 })
-    await client.consume('error-end', collect('error-end'), { prefetch: 10 })
-
-    console.log('\nsending:')
-    for (const input of INPUTS) {
-      const envelope = {
-        id: input.id,
-        route: { actors: ['normalize', 'classify', 'judge'], current: 0 },
-        headers: { trace_id: `trace-${input.id}` },
-        payload: { text: input.text },
-      }
-      console.log(`  client    → normalize ${input.id}: ${JSON.stringify(input.text)}`)
-      await client.publish('normalize', Buffer.from(JSON.stringify(envelope)))
-    }
-    console.log('\nhops:')
     const timeout = setTimeout(() => {
-      console.error(`demo: only ${finals.length} of ${EXPECTED_FINALS} envelopes arrived within 60 s`)
+      console.error('demo: the tool calls did not finish within 90 s')
       process.exit(1)
-    }, 60_000)
-    await done
+    }, 90_000)
+    const outcomes: Array<{ id: string; ok: boolean; text: string }> = []
+    for (const input of INPUTS) {
+      console.log(`\n${color(36, 'tools/call')} analyze_text ${input.id}: ${JSON.stringify(input.text)}`)
+      const res = (await client.callTool({ name: 'analyze_text', arguments: { text: input.text } }, undefined, {
+        onprogress: (p) => console.log(`  ${color(33, `${String(Math.round(p.progress)).padStart(3)}%`)} ${p.message ?? ''}`),
+        resetTimeoutOnProgress: true,
+      })) as CallToolResult
+      const text = (res.content[0] as { text?: string } | undefined)?.text ?? ''
+      const mark = res.isError ? color(31, 'failed') : color(32, 'result')
+      console.log(`  ${mark}  ${text}`)
+      outcomes.push({ id: input.id, ok: res.isError !== true, text })
+    }
     clearTimeout(timeout)
 
-    console.log('\nresults:')
-    finals.sort((a, b) => String(a.body.id).localeCompare(String(b.body.id)))
-    for (const f of finals) {
-      const mark = f.end === 'happy-end' ? color(32, 'happy-end') : color(31, 'error-end')
-      const payload = f.body.payload as Record<string, unknown>
-      const shown = f.end === 'error-end' ? { error: payload.error, reason: (payload.details as Record<string, unknown>).reason, message: (payload.details as Record<string, unknown>).message } : payload
-      console.log(`  ${mark} ${String(f.body.id).padEnd(8)} route=${JSON.stringify((f.body.route as { actors: string[] }).actors)} headers=${JSON.stringify(f.body.headers)}`)
-      console.log(`            ${JSON.stringify(shown)}`)
-    }
-    const ok = finals.filter((f) => f.end === 'happy-end').length === 4 && finals.filter((f) => f.end === 'error-end').length === 1
-    console.log(`\n${ok ? color(32, 'demo ok') : color(31, 'demo: unexpected results')}: ${finals.length} envelopes reached an end actor`)
+    // doc-1 is split into sentences (the tool result is the first; the others reach happy-end too),
+    // doc-2 is answered, doc-3 is empty and fails in normalize.
+    const ok =
+      outcomes.length === 3 &&
+      outcomes[0]?.ok === true &&
+      /"sentence"/.test(outcomes[0].text) &&
+      outcomes[1]?.ok === true &&
+      /"answer"/.test(outcomes[1].text) &&
+      outcomes[2]?.ok === false &&
+      /non-empty 'text'/.test(outcomes[2].text)
+    console.log(`\n${ok ? color(32, 'demo ok') : color(31, 'demo: unexpected results')}: ${outcomes.filter((o) => o.ok).length} tool calls succeeded, ${outcomes.filter((o) => !o.ok).length} failed as expected`)
     process.exitCode = ok ? 0 : 1
   } finally {
-    for (const s of sidecars) await s.stop()
-    await client.close()
-    for (const r of runtimes) await r.stop()
-    for (const d of dirs) rmSync(d, { recursive: true, force: true })
+    await client.close().catch(() => undefined)
+    // The sidecars first (every envelope is final by now: no report is lost), and with them the
+    // gateway's transport, which the pipeline made; then the gateway.
+    await pipeline.stop()
+    await gateway.stop()
   }
 }
 

@@ -1,84 +1,72 @@
 /**
- * The `asya` command line.
- *
- *   asya inject -f deployment.yaml [-n namespace]   print the manifest with the webhook's injection
- *   asya inject -f - < deployment.yaml
- *
- * Configuration comes from the same env as the system process (ASYA_SIDECAR_IMAGE, ASYA_TRANSPORT,
- * ASYA_RABBITMQ_*, ...), so the output is what admission would produce in that cluster.
- * Exit codes: 0 ok, 1 a workload would be denied (message on stderr), 2 usage or config error.
+ * The `asya` command line (SPEC §14): one program, kubectl habits. Every command lives in
+ * commands/<name>.ts and registers itself on the commander program built here; runCli maps
+ * outcomes to exit codes (0 ok, 1 failed, 2 usage) and prints errors without stack traces.
  */
-import { readFileSync } from 'node:fs'
+import { Command, CommanderError } from 'commander'
 import { errorMessage } from '../errors.js'
-import { readWebhookConfig } from '../system/config.js'
-import { injectManifest } from './inject-manifest.js'
+import { registerActors } from './commands/actors.js'
+import { registerDev } from './commands/dev.js'
+import { registerDlq } from './commands/dlq.js'
+import { registerInject } from './commands/inject.js'
+import { registerMcp } from './commands/mcp.js'
+import { registerQueues } from './commands/queues.js'
+import { withExamples } from './help.js'
+import { CliError, EXIT, type CliIo } from './io.js'
 
-const USAGE = `usage: asya inject -f <file.yaml | -> [-n <namespace>]
+export type { CliIo } from './io.js'
 
-Prints the manifest with the Asya sidecar injected into every pod template labelled
-asya.sh/actor, exactly as the admission webhook would. Configure it with the system env
-(ASYA_SIDECAR_IMAGE, ASYA_TRANSPORT, ASYA_RABBITMQ_HOST, ...).`
+const VERSION = '0.1.0'
 
-export interface CliIo {
-  stdout: (s: string) => void
-  stderr: (s: string) => void
-  readStdin: () => string
-  env: NodeJS.ProcessEnv
+/** Builds the whole program; output goes to `io`, never to the process streams. */
+export function buildProgram(io: CliIo): Command {
+  const program = new Command('asya')
+  program
+    .description('Asya: call pipelines as tools, see actors and queues, replay dead letters, run pipelines locally.')
+    .version(VERSION, '--version', 'print the version')
+    .helpOption('-h, --help', 'show help for a command')
+    .exitOverride()
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr, outputError: (s, write) => write(s) })
+    // A fixed width: the same help on every terminal, and in docs/cli.md.
+    .configureHelp({ helpWidth: 100 })
+    .showHelpAfterError('(add --help for usage)')
+    .showSuggestionAfterError(true)
+    // `asya actors describe X -n ns`: options after a subcommand belong to it, not its parent.
+    .enablePositionalOptions()
+  // Settings above are copied to every subcommand created below.
+  registerMcp(program, io)
+  registerActors(program, io)
+  registerQueues(program, io)
+  registerDlq(program, io)
+  registerInject(program, io)
+  registerDev(program, io)
+  withExamples(program, [
+    ['asya mcp call echo --message=hello', 'call a tool through the gateway, with a progress bar'],
+    ['asya actors -A', 'every actor in the cluster with its queue and DLQ depth'],
+    ['asya dlq replay classify --dry-run', 'see which dead letters a replay would move'],
+    ["asya dev pipeline.py --route normalize,classify --payload '{\"text\": \"hi\"}'", 'a pipeline on this machine'],
+  ])
+  program.addHelpText('after', `Exit codes: 0 ok, 1 the operation failed, 2 usage or configuration error.\nRun 'asya <command> --help' for a command's options and examples.\n`)
+  return program
 }
 
-export function runCli(argv: readonly string[], io: CliIo): number {
-  const [command, ...rest] = argv
-  if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
-    io.stdout(USAGE + '\n')
-    return command === undefined ? 2 : 0
-  }
-  if (command !== 'inject') {
-    io.stderr(`asya: unknown command ${JSON.stringify(command)}\n${USAGE}\n`)
-    return 2
-  }
-  let file: string | undefined
-  let namespace = 'default'
-  for (let i = 0; i < rest.length; i++) {
-    const a = rest[i]
-    if (a === '-f' || a === '--filename') file = rest[++i]
-    else if (a === '-n' || a === '--namespace') namespace = rest[++i] ?? namespace
-    else if (a === '-h' || a === '--help') {
-      io.stdout(USAGE + '\n')
-      return 0
-    } else {
-      io.stderr(`asya inject: unknown argument ${JSON.stringify(a)}\n${USAGE}\n`)
-      return 2
-    }
-  }
-  if (file === undefined) {
-    io.stderr(`asya inject: -f is required\n${USAGE}\n`)
-    return 2
-  }
-  let text: string
-  let config
+/** Runs one command line; resolves to the exit code. */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  const program = buildProgram(io)
   try {
-    text = file === '-' ? io.readStdin() : readFileSync(file, 'utf8')
-    config = readWebhookConfig(io.env)
+    await program.parseAsync([...argv], { from: 'user' })
+    return EXIT.ok
   } catch (err) {
-    io.stderr(`asya inject: ${errorMessage(err)}\n`)
-    return 2
+    if (err instanceof CommanderError) {
+      // --help and --version are successes; `asya` alone shows help on stderr as a usage error.
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return EXIT.ok
+      return EXIT.usage
+    }
+    if (err instanceof CliError) {
+      io.stderr(`error: ${err.message}\n`)
+      return err.exitCode
+    }
+    io.stderr(`error: ${errorMessage(err)}\n`)
+    return EXIT.failed
   }
-  const r = injectManifest(text, config, namespace)
-  for (const w of r.warnings) io.stderr(`warning: ${w}\n`)
-  if (r.errors.length > 0) {
-    for (const e of r.errors) io.stderr(`error: ${e}\n`)
-    return 1
-  }
-  io.stdout(r.output)
-  return 0
-}
-
-const isMain = process.argv[1] !== undefined && /asya\.(ts|js)$/.test(process.argv[1]) && import.meta.url.endsWith(process.argv[1].replace(/^.*\//, ''))
-if (isMain) {
-  process.exitCode = runCli(process.argv.slice(2), {
-    stdout: (s) => void process.stdout.write(s),
-    stderr: (s) => void process.stderr.write(s),
-    readStdin: () => readFileSync(0, 'utf8'),
-    env: process.env,
-  })
 }

@@ -1,4 +1,4 @@
-import { AsyaError } from '../errors.js'
+import { errors } from '../errors.js'
 
 /**
  * Reads and validates environment variables. Every problem is collected and reported at once
@@ -70,6 +70,15 @@ export class EnvReader {
     return v as T
   }
 
+  /** `host:port`, `:port` or `[v6]:port` listen address (an empty host is every interface). */
+  listenAddr(name: string, fallback: string): { host: string; port: number } {
+    const text = this.string(name, fallback)
+    const addr = parseListenAddr(text)
+    if (addr) return addr
+    this.fail(name, `"${text}" is not host:port or :port`)
+    return parseListenAddr(fallback) ?? { host: '0.0.0.0', port: 0 }
+  }
+
   /** Records a custom validation failure. */
   fail(name: string, message: string): void {
     this.problems.push(`${name}: ${message}`)
@@ -78,7 +87,7 @@ export class EnvReader {
   /** Throws ASYA_ERR_CONFIG_INVALID naming every bad variable, if any. */
   finish(): void {
     if (this.problems.length > 0) {
-      throw new AsyaError('ASYA_ERR_CONFIG_INVALID', `invalid configuration: ${this.problems.join('; ')}`, {
+      throw new errors.ASYA_ERR_CONFIG_INVALID(this.problems.join('; '), {
         details: { problems: [...this.problems] },
       })
     }
@@ -106,4 +115,14 @@ export function parseDuration(text: string): number | undefined {
     total += Number(m[1]) * (UNIT_MS[m[2] as string] as number)
   }
   return Math.round(total)
+}
+
+/** Parses `host:port`, `:port` (every interface) or `[v6]:port`; undefined when it is none of them. */
+export function parseListenAddr(addr: string): { host: string; port: number } | undefined {
+  const m = /^(.*):(\d{1,5})$/.exec(addr.trim())
+  if (!m) return undefined
+  const port = Number(m[2])
+  if (port > 65535) return undefined
+  const host = (m[1] ?? '').replace(/^\[(.*)\]$/, '$1')
+  return { host: host === '' ? '0.0.0.0' : host, port }
 }

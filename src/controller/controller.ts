@@ -3,15 +3,16 @@ import { hostname } from 'node:os'
 import { makeInformer, type Informer, type KubeConfig, type ObjectCache, type V1Deployment, type V1StatefulSet } from '@kubernetes/client-node'
 import type { Registry } from 'prom-client'
 import { backoffDelay } from '../backoff.js'
-import { errorMessage } from '../errors.js'
+import { errorMessage, isAsyaError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { ScalerConfig, WorkloadKind } from './keda.js'
 import { makeKubeApis, apiErrorMessage, type KubeApis } from './kube.js'
 import { LeaderElector } from './leader-election.js'
 import { createControllerMetrics, type ControllerMetrics } from './metrics.js'
-import type { QueueProvisioner, QueueTransport } from './queues.js'
+import type { QueueProvisioner } from './queues.js'
 import { Reconciler } from './reconciler.js'
-import { EventRecorder, STATUS_ANNOTATION, STATUS_MESSAGE_ANNOTATION, WIRED_ANNOTATION } from './reporter.js'
+import { EventRecorder } from './reporter.js'
+import { ANNOTATION, ANNOTATION_PREFIX, END_ACTORS, type ClusterTransportName } from '../names.js'
 import { WorkQueue } from './work-queue.js'
 import { templateActor, workloadKey, type Workload, type WorkloadStore } from './workload.js'
 
@@ -23,9 +24,14 @@ export interface ControllerOptions {
   resyncMs?: number
   /** Workloads reconciled in parallel. @default 8 */
   concurrency?: number
-  defaultTransport: QueueTransport
-  queues: Partial<Record<QueueTransport, QueueProvisioner>>
-  scaler: (transport: QueueTransport, actor: string, namespace: string) => ScalerConfig
+  defaultTransport: ClusterTransportName
+  /**
+   * ASYA_SHARED_ACTOR_NAMES: workloads in different namespaces may serve one actor name (and so
+   * one queue). Off, the second one is a Conflict like two in one namespace. @default false
+   */
+  shareActorsAcrossNamespaces?: boolean
+  queues: Partial<Record<ClusterTransportName, QueueProvisioner>>
+  scaler: (transport: ClusterTransportName, actor: string, namespace: string) => ScalerConfig
   runtimeScript: string
   /** Lease-based leader election; undefined = this replica always leads (single replica, tests). */
   leaderElection?: {
@@ -42,6 +48,13 @@ export interface ControllerOptions {
   logger: Logger
   /** Called when leadership changes (main.ts reports it in /readyz-like diagnostics). */
   onLeadershipChange?: (leading: boolean) => void
+  /**
+   * Actors whose queues (and DLQs) exist on every configured transport whether or not a workload
+   * serves them yet, so finished envelopes are never unroutable. @default ['happy-end', 'error-end']
+   */
+  endActors?: readonly string[]
+  /** Namespace recorded on the end actors' queues (SQS tags). @default 'asya-system' */
+  systemNamespace?: string
 }
 
 type WorkloadInformer = Informer<Workload> & ObjectCache<Workload>
@@ -58,6 +71,7 @@ export class Controller {
   private term: { informers: Map<string, WorkloadInformer>; queue: WorkQueue; reconciler: Reconciler; resync: NodeJS.Timeout; stopped: boolean } | undefined
   private termChange: Promise<void> = Promise.resolve()
   private started = false
+  private lastEndQueuesFailed = false
   readonly identity: string
 
   constructor(private readonly o: ControllerOptions) {
@@ -111,9 +125,10 @@ export class Controller {
   resyncNow(): void {
     const t = this.term
     if (!t || t.stopped) return
+    void this.ensureEndActorQueues(t)
     t.reconciler.startResyncPeriod()
     for (const { kind, workload } of this.store(t.informers).list()) {
-      if (templateActor(workload) !== undefined || workload.metadata?.annotations?.[WIRED_ANNOTATION] !== undefined) {
+      if (templateActor(workload) !== undefined || workload.metadata?.annotations?.[ANNOTATION.wired] !== undefined) {
         t.queue.add(workloadKey(kind, workload.metadata?.namespace ?? '', workload.metadata?.name ?? ''))
       }
     }
@@ -155,6 +170,8 @@ export class Controller {
       events: new EventRecorder(this.apis.core, this.logger, this.identity),
       metrics: this.metrics,
       logger: this.logger,
+      ...(this.o.endActors ? { endActors: this.o.endActors } : {}),
+      shareActorsAcrossNamespaces: this.o.shareActorsAcrossNamespaces ?? false,
     })
     const queue = new WorkQueue((key) => reconciler.reconcile(key), {
       concurrency: this.o.concurrency ?? 8,
@@ -171,8 +188,8 @@ export class Controller {
     const seen = new Map<string, string>()
     const hadActor = new Set<string>()
     const fingerprint = (w: Workload): string => {
-      const own = new Set([STATUS_ANNOTATION, STATUS_MESSAGE_ANNOTATION, WIRED_ANNOTATION])
-      const ann = Object.entries(w.metadata?.annotations ?? {}).filter(([k]) => k.startsWith('asya.sh/') && !own.has(k))
+      const own = new Set<string>([ANNOTATION.status, ANNOTATION.statusMessage, ANNOTATION.wired])
+      const ann = Object.entries(w.metadata?.annotations ?? {}).filter(([k]) => k.startsWith(ANNOTATION_PREFIX) && !own.has(k))
       return JSON.stringify([w.metadata?.uid, Boolean(w.metadata?.deletionTimestamp), templateActor(w), ann, w.spec?.template?.metadata?.annotations ?? {}])
     }
     const enqueueRelated = (kind: WorkloadKind, w: Workload, event: 'add' | 'update' | 'delete'): void => {
@@ -188,7 +205,7 @@ export class Controller {
       const actors = new Set<string>()
       const a = templateActor(w)
       if (a !== undefined) actors.add(a)
-      const wired = w.metadata?.annotations?.[WIRED_ANNOTATION]
+      const wired = w.metadata?.annotations?.[ANNOTATION.wired]
       if (wired !== undefined) actors.add(wired.slice(wired.indexOf(':') + 1))
       if (actors.size === 0) {
         // Label gone and our annotations wiped too (a full replace by a GitOps tool): still the
@@ -199,8 +216,9 @@ export class Controller {
       // Peers claiming the same actor: a conflict may have been resolved (or created) by this change.
       for (const peer of store.list()) {
         const pa = templateActor(peer.workload)
-        if (peer.workload.metadata?.namespace === ns && pa !== undefined && actors.has(pa)) {
-          queue.add(workloadKey(peer.kind, ns, peer.workload.metadata?.name ?? ''))
+        const pns = peer.workload.metadata?.namespace ?? ''
+        if ((pns === ns || !this.o.shareActorsAcrossNamespaces) && pa !== undefined && actors.has(pa)) {
+          queue.add(workloadKey(peer.kind, pns, peer.workload.metadata?.name ?? ''))
         }
       }
     }
@@ -232,7 +250,39 @@ export class Controller {
       }
     }
     await Promise.all([...informers.values()].map((inf) => inf.start()))
+    void this.ensureEndActorQueues(term)
     this.logger.info({ identity: this.identity, namespaces: this.o.namespaces.length === 0 ? 'all' : this.o.namespaces }, 'controller started reconciling')
+  }
+
+  /**
+   * The end actors' queues and DLQs on every configured transport, at the start of a term and on
+   * every resync; a failure is retried with backoff while this replica leads.
+   */
+  private async ensureEndActorQueues(term: { stopped: boolean }, attempt = 1): Promise<void> {
+    const names = this.o.endActors ?? END_ACTORS
+    const failed: string[] = []
+    for (const provisioner of Object.values(this.o.queues)) {
+      if (!provisioner) continue
+      for (const actor of names) {
+        if (term.stopped) return
+        try {
+          await provisioner.ensure(actor, this.o.systemNamespace ?? 'asya-system')
+        } catch (err) {
+          failed.push(`${provisioner.transport}:${actor}`)
+          this.logger.warn({ code: isAsyaError(err) ? err.code : undefined, actor, transport: provisioner.transport, err: errorMessage(err) }, 'end-actor queue provisioning failed')
+        }
+      }
+    }
+    if (failed.length === 0) {
+      if (attempt === 1 || this.lastEndQueuesFailed) this.logger.info({ actors: names }, 'end-actor queues ensured')
+      this.lastEndQueuesFailed = false
+      return
+    }
+    this.lastEndQueuesFailed = true
+    const delay = backoffDelay(attempt, { initialMs: 1000, maxMs: 60_000 })
+    setTimeout(() => {
+      if (!term.stopped) void this.ensureEndActorQueues(term, attempt + 1)
+    }, delay).unref()
   }
 
   private async stopTerm(): Promise<void> {

@@ -3,17 +3,13 @@
  * TriggerAuthentication). Pure functions: the reconciler compares their output with what the API
  * server holds and writes only on a difference.
  */
-import { queueName } from '../envelope.js'
+import { ACTOR_LABEL, MANAGED_BY, MANAGED_BY_LABEL, NATS_STREAM, queueName } from '../names.js'
 
 export const KEDA_GROUP = 'keda.sh'
 export const KEDA_VERSION = 'v1alpha1'
 export const SCALED_OBJECTS = 'scaledobjects'
 export const TRIGGER_AUTHS = 'triggerauthentications'
 
-/** Label on every object the controller creates, so cleanup never touches user objects. */
-export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by'
-export const MANAGED_BY = 'asya-controller'
-export const ACTOR_LABEL = 'asya.sh/actor'
 
 export type WorkloadKind = 'Deployment' | 'StatefulSet'
 
@@ -57,7 +53,25 @@ export interface SqsScalerConfig {
     | { kind: 'operator' }
 }
 
-export type ScalerConfig = { transport: 'rabbitmq'; rabbitmq: RabbitScalerConfig } | { transport: 'sqs'; sqs: SqsScalerConfig }
+/** Where KEDA's nats-jetstream scaler reads consumer lag: the server's monitoring endpoint (`/jsz`). */
+export interface NatsScalerConfig {
+  /** `host:port` of the monitoring endpoint (KEDA adds the scheme). */
+  monitoringEndpoint: string
+  /** NATS account of the stream. @default '$G' */
+  account: string
+  useHttps: boolean
+  /**
+   * Secret (in the actor's namespace) holding the monitoring endpoint (and account) for a
+   * TriggerAuthentication, e.g. when the endpoint carries basic-auth credentials
+   * (`user:password@host:8222`). Absent = plain trigger metadata, no TriggerAuthentication.
+   */
+  credentialSecret?: { name: string; endpointKey: string; accountKey?: string }
+}
+
+export type ScalerConfig =
+  | { transport: 'rabbitmq'; rabbitmq: RabbitScalerConfig }
+  | { transport: 'sqs'; sqs: SqsScalerConfig }
+  | { transport: 'nats'; nats: NatsScalerConfig }
 
 export interface KubeObject {
   apiVersion: string
@@ -98,7 +112,9 @@ function labels(actor: string): Record<string, string> {
 
 /** True when the scaler needs a TriggerAuthentication. */
 export function needsTriggerAuth(scaler: ScalerConfig): boolean {
-  return scaler.transport === 'rabbitmq' ? scaler.rabbitmq.credentialSecret !== undefined : scaler.sqs.auth.kind !== 'operator'
+  if (scaler.transport === 'rabbitmq') return scaler.rabbitmq.credentialSecret !== undefined
+  if (scaler.transport === 'nats') return scaler.nats.credentialSecret !== undefined
+  return scaler.sqs.auth.kind !== 'operator'
 }
 
 /**
@@ -119,7 +135,19 @@ export const HPA_BEHAVIOR = {
 
 export function buildScaledObject(w: WorkloadRef, actor: string, scaling: ScalingSettings, scaler: ScalerConfig): KubeObject {
   const trigger: Record<string, unknown> =
-    scaler.transport === 'rabbitmq'
+    scaler.transport === 'nats'
+      ? {
+          type: 'nats-jetstream',
+          metadata: {
+            ...(scaler.nats.credentialSecret ? {} : { natsServerMonitoringEndpoint: scaler.nats.monitoringEndpoint }),
+            ...(scaler.nats.credentialSecret?.accountKey ? {} : { account: scaler.nats.account }),
+            stream: NATS_STREAM,
+            consumer: queueName(actor),
+            lagThreshold: String(scaling.queueLength),
+            useHttps: String(scaler.nats.useHttps),
+          },
+        }
+      : scaler.transport === 'rabbitmq'
       ? {
           type: 'rabbitmq',
           metadata: {
@@ -170,6 +198,14 @@ export function buildTriggerAuth(w: WorkloadRef, actor: string, scaler: ScalerCo
       secretTargetRef: [
         { parameter: 'username', name: s.name, key: s.usernameKey },
         { parameter: 'password', name: s.name, key: s.passwordKey },
+      ],
+    }
+  } else if (scaler.transport === 'nats') {
+    const s = scaler.nats.credentialSecret as NonNullable<NatsScalerConfig['credentialSecret']>
+    spec = {
+      secretTargetRef: [
+        { parameter: 'natsServerMonitoringEndpoint', name: s.name, key: s.endpointKey },
+        ...(s.accountKey ? [{ parameter: 'account', name: s.name, key: s.accountKey }] : []),
       ],
     }
   } else if (scaler.sqs.auth.kind === 'secret') {

@@ -1,15 +1,21 @@
 import amqp, { type Channel, type ChannelModel } from 'amqplib'
-import { AsyaError, errorMessage } from '../errors.js'
-import { dlqName, queueName } from '../envelope.js'
+import { reopening, type ChannelSource, type QueueMismatch, type RabbitQueueType } from '../transport/rabbitmq-topology.js'
+import { errorMessage, errors } from '../errors.js'
+import { dlqName, queueName } from '../names.js'
 import type { Logger } from '../logger.js'
-import type { QueueProvisioner, QueueRemoval } from './queues.js'
+import type { QueueNotice, QueueProvisioner, QueueRemoval } from './queues.js'
 
 export interface RabbitQueuesOptions {
   /** amqp(s):// URL; credentials must already be percent-encoded (transport/rabbitmq-transport amqpUrl). */
   url: string
   exchange: string
-  /** Declares the actor's queue, DLQ and binding with the sidecars' exact arguments. */
-  declare: (ch: Channel, actor: string, exchange: string) => Promise<void>
+  /**
+   * Declares the actor's queue, DLQ and binding with the sidecars' exact arguments; returns the
+   * existing queues it used as they are (other type or other arguments).
+   */
+  declare: (open: ChannelSource, actor: string, exchange: string) => Promise<QueueMismatch[]>
+  /** The configured queue type, for the report on a queue of the other type. @default quorum */
+  queueType?: RabbitQueueType
   logger: Logger
 }
 
@@ -31,7 +37,7 @@ export class RabbitQueues implements QueueProvisioner {
   constructor(private readonly o: RabbitQueuesOptions) {}
 
   private connection(): Promise<ChannelModel> {
-    if (this.closed) return Promise.reject(new AsyaError('ASYA_ERR_TRANSPORT_CLOSED', 'queue provisioner is closed'))
+    if (this.closed) return Promise.reject(new errors.ASYA_ERR_TRANSPORT_CLOSED('queue provisioner'))
     if (!this.conn) {
       const p = amqp.connect(this.o.url).then((c) => {
         c.on('error', (err: Error) => this.o.logger.warn({ err: err.message }, 'RabbitMQ connection error'))
@@ -53,7 +59,7 @@ export class RabbitQueues implements QueueProvisioner {
     try {
       conn = await this.connection()
     } catch (err) {
-      throw new AsyaError('ASYA_ERR_TRANSPORT_CONNECTION', `cannot connect to RabbitMQ: ${errorMessage(err)}`, { cause: err })
+      throw new errors.ASYA_ERR_TRANSPORT_CONNECTION(`cannot connect to RabbitMQ: ${errorMessage(err)}`, { cause: err })
     }
     const ch = await conn.createChannel()
     let broken = false
@@ -70,38 +76,76 @@ export class RabbitQueues implements QueueProvisioner {
     }
   }
 
-  async ensure(actor: string): Promise<void> {
-    await this.withChannel(async (ch) => {
-      try {
-        await this.o.declare(ch, actor, this.o.exchange)
-      } catch (err) {
-        if (replyCode(err) === 406) {
-          throw new AsyaError(
-            'ASYA_ERR_TRANSPORT_QUEUE_MISMATCH',
-            `queue ${queueName(actor)} or ${dlqName(actor)} exists with other arguments; it is left as is (deleting it would lose messages): ${errorMessage(err)}`,
-            { cause: err, details: { queue: queueName(actor) } },
-          )
-        }
-        throw err
-      }
+  async ensure(actor: string): Promise<QueueNotice[]> {
+    let conn: ChannelModel
+    try {
+      conn = await this.connection()
+    } catch (err) {
+      throw new errors.ASYA_ERR_TRANSPORT_CONNECTION(`cannot connect to RabbitMQ: ${errorMessage(err)}`, { cause: err })
+    }
+    // A PRECONDITION_FAILED closes its channel: the source opens a fresh one for the next step.
+    const opened: Channel[] = []
+    const open = reopening(async () => {
+      const ch = await conn.createChannel()
+      opened.push(ch)
+      return ch
     })
+    let mismatches: QueueMismatch[]
+    try {
+      mismatches = await this.o.declare(open, actor, this.o.exchange)
+    } finally {
+      for (const ch of opened) await ch.close().catch(() => undefined)
+    }
+    const wanted = this.o.queueType ?? 'quorum'
+    const other = mismatches.filter((m) => m.existingType === undefined)
+    if (other.length > 0) {
+      throw new errors.ASYA_ERR_TRANSPORT_QUEUE_MISMATCH(other.map((m) => m.queue).join(', '), other.map((m) => m.message).join('; '), {
+        details: { queue: queueName(actor), mismatches: other },
+      })
+    }
+    return mismatches.map((m) => ({
+      reason: 'QueueTypeMismatch',
+      message:
+        `${m.queue} is a ${m.existingType ?? '?'} queue, ASYA_RABBITMQ_QUEUE_TYPE is ${wanted}: used as it is, never re-created` +
+        (m.existingType === 'classic' ? '; on a classic queue the broker does not count deliveries, so a message that kills its consumer every time is redelivered without end (crash-loop detection off)' : '') +
+        '; to migrate: docs/operations.md#queue-type-quorum-or-classic',
+    }))
   }
 
-  async remove(actor: string): Promise<QueueRemoval> {
+  async remove(actor: string, options: { force?: boolean } = {}): Promise<QueueRemoval> {
     const out: QueueRemoval = { deleted: [], kept: [] }
-    await this.withChannel(async (ch) => {
-      await ch.deleteQueue(queueName(actor))
-      out.deleted.push(queueName(actor))
-    })
-    // Dead letters are evidence an operator may still need: the DLQ goes only when empty.
-    try {
-      await this.withChannel(async (ch) => {
-        await ch.deleteQueue(dlqName(actor), { ifEmpty: true })
+    // Counted first, then deleted: quorum queues refuse queue.delete if-empty (and the broker
+    // answers it by closing the connection). A message arriving between the two is the window
+    // `force-delete` accepts anyway; without force, a queue that holds messages or still has
+    // consumers is kept and the caller retries later.
+    const inspect = async (queue: string): Promise<{ messages: number; consumers: number } | undefined> => {
+      try {
+        return await this.withChannel(async (ch) => {
+          const q = await ch.checkQueue(queue)
+          return { messages: q.messageCount, consumers: q.consumerCount }
+        })
+      } catch (err) {
+        if (replyCode(err) === 404) return undefined
+        throw err
+      }
+    }
+    const main = await inspect(queueName(actor))
+    if (main) {
+      if (!options.force && (main.messages > 0 || main.consumers > 0)) {
+        out.kept.push({ queue: queueName(actor), reason: `holds ${main.messages} messages and has ${main.consumers} consumers; deleted once empty and unused (asya.sh/queue-retention: force-delete deletes it anyway)` })
+      } else {
+        await this.withChannel(async (ch) => ch.deleteQueue(queueName(actor)))
+        out.deleted.push(queueName(actor))
+      }
+    }
+    // Dead letters are evidence an operator may still need: the DLQ goes only when empty, forced or not.
+    const dlq = await inspect(dlqName(actor))
+    if (dlq) {
+      if (dlq.messages > 0) out.kept.push({ queue: dlqName(actor), reason: `holds ${dlq.messages} dead-lettered messages` })
+      else {
+        await this.withChannel(async (ch) => ch.deleteQueue(dlqName(actor)))
         out.deleted.push(dlqName(actor))
-      })
-    } catch (err) {
-      if (replyCode(err) !== 406) throw err
-      out.kept.push({ queue: dlqName(actor), reason: 'holds dead-lettered messages' })
+      }
     }
     return out
   }

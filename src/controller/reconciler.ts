@@ -1,12 +1,11 @@
 import type { V1ConfigMap } from '@kubernetes/client-node'
-import { AsyaError, errorMessage, isAsyaError } from '../errors.js'
-import { isValidActorName, queueName } from '../envelope.js'
+import { parsePodAnnotations } from '../annotations.js'
+import { errorMessage, errors, isAsyaError, type AsyaError } from '../errors.js'
+import { ACTOR_LABEL, ANNOTATION, CLUSTER_TRANSPORTS, DNS1123_LABEL_RULE, END_ACTORS, MANAGED_BY, MANAGED_BY_LABEL, RUNTIME_CONFIGMAP, RUNTIME_SCRIPT_KEY, isValidActorName, queueName, type ClusterTransportName } from '../names.js'
 import type { Logger } from '../logger.js'
 import {
   KEDA_GROUP,
   KEDA_VERSION,
-  MANAGED_BY,
-  MANAGED_BY_LABEL,
   SCALED_OBJECTS,
   TRIGGER_AUTHS,
   buildScaledObject,
@@ -21,31 +20,38 @@ import {
 } from './keda.js'
 import { MERGE_PATCH, httpStatus, isNotFound, type KubeApis } from './kube.js'
 import type { ActorStatus, ControllerMetrics, ReconcileResult } from './metrics.js'
-import type { QueueProvisioner, QueueTransport } from './queues.js'
-import { STATUS_ANNOTATION, STATUS_MESSAGE_ANNOTATION, WIRED_ANNOTATION, type EventRecorder, type EventType } from './reporter.js'
-import { readWorkloadSettings, type WorkloadSettings } from './settings.js'
-import { ACTOR_LABEL, actorOwner, parseWorkloadKey, templateActor, workloadKey, type Workload, type WorkloadStore } from './workload.js'
+import type { QueueNotice, QueueProvisioner } from './queues.js'
+import type { EventRecorder, EventType } from './reporter.js'
+import { parseWorkloadAnnotations, type WorkloadAnnotations } from '../annotations.js'
+import { actorOwner, parseWorkloadKey, templateActor, workloadKey, type Workload, type WorkloadStore } from './workload.js'
 
-export const RUNTIME_CONFIGMAP = 'asya-runtime'
-export const RUNTIME_CONFIGMAP_KEY = 'asya_runtime.py'
 
 export interface ReconcilerOptions {
   apis: KubeApis
   store: WorkloadStore
-  queues: Partial<Record<QueueTransport, QueueProvisioner>>
+  queues: Partial<Record<ClusterTransportName, QueueProvisioner>>
   /** KEDA trigger settings for an actor on a transport. */
-  scaler: (transport: QueueTransport, actor: string, namespace: string) => ScalerConfig
-  defaultTransport: QueueTransport
+  scaler: (transport: ClusterTransportName, actor: string, namespace: string) => ScalerConfig
+  defaultTransport: ClusterTransportName
   /** Content of runtime-py/asya_runtime.py for the `asya-runtime` ConfigMap. */
   runtimeScript: string
   events: EventRecorder
   metrics: ControllerMetrics
   logger: Logger
+  /** Actors whose queues are never deleted by queue retention. @default ['happy-end', 'error-end'] */
+  endActors?: readonly string[]
+  /** Workloads in different namespaces may serve one actor (one queue). @default false: Conflict */
+  shareActorsAcrossNamespaces?: boolean
 }
 
 interface Wired {
-  transport: QueueTransport
+  transport: ClusterTransportName
   actor: string
+}
+
+/** `ASYA_ERR_…: message`: the status message of a workload the controller will not wire. */
+function statusMessage(err: AsyaError): string {
+  return `${err.code}: ${err.message}`
 }
 
 function parseWired(value: string | undefined): Wired | undefined {
@@ -53,13 +59,16 @@ function parseWired(value: string | undefined): Wired | undefined {
   const i = value.indexOf(':')
   const transport = value.slice(0, i)
   const actor = value.slice(i + 1)
-  if ((transport !== 'rabbitmq' && transport !== 'sqs') || !isValidActorName(actor)) return undefined
-  return { transport, actor }
+  const known = CLUSTER_TRANSPORTS.find((t) => t === transport)
+  if (known === undefined || !isValidActorName(actor)) return undefined
+  return { transport: known, actor }
 }
 
 interface Status {
   status: ActorStatus
   message: string
+  /** Warnings recorded as their own Events (and logged) when the status message changes. */
+  notices?: QueueNotice[]
 }
 
 /**
@@ -111,7 +120,7 @@ export class Reconciler {
     const annotations = workload.metadata?.annotations ?? {}
     // A full replace of the workload (PUT by a GitOps tool) can drop our annotations; what this
     // process wrote last still says the actor was wired, so the label removal is not missed.
-    const wired = parseWired(annotations[WIRED_ANNOTATION]) ?? parseWired(this.written.get(key)?.annotations[WIRED_ANNOTATION] ?? undefined)
+    const wired = parseWired(annotations[ANNOTATION.wired]) ?? parseWired(this.written.get(key)?.annotations[ANNOTATION.wired] ?? undefined)
     const actor = gone ? undefined : templateActor(workload)
 
     if (actor === undefined) {
@@ -124,38 +133,47 @@ export class Reconciler {
 
     const log = this.o.logger.child({ workload: key, actor })
     if (!isValidActorName(actor)) {
-      await this.setStatus(ref, workload, { status: 'InvalidConfig', message: `label ${ACTOR_LABEL}=${JSON.stringify(actor)} is not a DNS-1123 label (lowercase alphanumerics and '-', at most 63 characters)` })
+      await this.setStatus(ref, workload, { status: 'InvalidConfig', message: `label ${ACTOR_LABEL}=${JSON.stringify(actor)} is not ${DNS1123_LABEL_RULE}` })
       return 'invalid'
     }
-    const parsed = readWorkloadSettings(annotations, workload.spec?.template?.metadata?.annotations, this.o.defaultTransport)
+    const parsed = parseWorkloadAnnotations(annotations, workload.spec?.template?.metadata?.annotations, this.o.defaultTransport)
     const tooLong = nameProblems(name)
-    if (!parsed.settings || tooLong.length > 0) {
-      const problems = [...parsed.problems, ...tooLong]
+    if (!parsed.value || tooLong.length > 0) {
+      const problems = [...parsed.problems.map((p) => p.message), ...tooLong]
       const code = tooLong.length > 0 ? 'ASYA_ERR_NAME_TOO_LONG' : 'ASYA_ERR_ADMISSION_INVALID_ANNOTATION'
       const message = `${code}: ${problems.join('; ')}`
-      if (annotations[STATUS_MESSAGE_ANNOTATION] !== message) log.warn({ code, problems }, 'invalid actor configuration; existing objects left untouched')
+      if (annotations[ANNOTATION.statusMessage] !== message) log.warn({ code, problems }, 'invalid actor configuration; existing objects left untouched')
       await this.setStatus(ref, workload, { status: 'InvalidConfig', message })
       return 'invalid'
     }
-    const settings = parsed.settings
+    const settings = parsed.value
     const queues = this.o.queues[settings.transport]
     if (!queues) {
-      await this.setStatus(ref, workload, { status: 'InvalidConfig', message: `transport ${settings.transport} is not configured in the Asya system process (asya.sh/transport)` })
+      await this.setStatus(ref, workload, { status: 'InvalidConfig', message: `transport ${settings.transport} is not configured in the Asya system process (${ANNOTATION.transport})` })
       return 'invalid'
     }
 
     const claimants = this.o.store
       .list()
-      .filter((c) => c.workload.metadata?.namespace === namespace && templateActor(c.workload) === actor)
+      // Queues are named after the actor alone, so workloads in two namespaces with one actor name
+      // would share a queue without anyone noticing: a conflict unless the operator allows it.
+      .filter((c) => (c.workload.metadata?.namespace === namespace || !this.o.shareActorsAcrossNamespaces) && templateActor(c.workload) === actor)
     const owner = actorOwner(claimants)
-    if (owner && (owner.kind !== kind || owner.workload.metadata?.name !== name)) {
-      const other = `${owner.kind}/${owner.workload.metadata?.name ?? '?'}`
+    if (owner && (owner.kind !== kind || owner.workload.metadata?.name !== name || owner.workload.metadata?.namespace !== namespace)) {
+      const ons = owner.workload.metadata?.namespace ?? '?'
+      const other = `${owner.kind}/${owner.workload.metadata?.name ?? '?'}${ons === namespace ? '' : ` in namespace ${ons}`}`
       // A workload that loses its claim gives up its KEDA objects; the queue is shared, so it stays.
       if (wired?.actor === actor) await this.deleteKeda(ref)
       await this.setStatus(
         ref,
         workload,
-        { status: 'Conflict', message: `ASYA_ERR_ACTOR_CONFLICT: actor "${actor}" is already served by ${other} in namespace ${namespace}; this workload is not wired` },
+        {
+          status: 'Conflict',
+          message:
+            ons === namespace
+              ? `ASYA_ERR_ACTOR_CONFLICT: actor "${actor}" is already served by ${other} in namespace ${namespace}; this workload is not wired`
+              : `ASYA_ERR_ACTOR_CONFLICT: actor "${actor}" is already served by ${other} (queue ${queueName(actor)} is per actor name, cluster-wide); this workload is not wired; rename one, or set ASYA_SHARED_ACTOR_NAMES=true to let namespaces share it`,
+        },
         wired?.actor === actor ? null : undefined,
       )
       return 'conflict'
@@ -166,8 +184,12 @@ export class Reconciler {
       await this.removeQueue(ref, wired, settings.queueRetention, log)
     }
 
+    let notices: QueueNotice[] = []
     try {
-      await queues.ensure(actor, namespace)
+      // The pod template's asya.sh/timeout, read by the webhook's own parser (SQS visibility).
+      const template = workload.spec?.template?.metadata
+      const timeoutSeconds = parsePodAnnotations(template?.labels, template?.annotations).value?.timeoutSeconds
+      notices = (await queues.ensure(actor, namespace, { ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}), maxReplicas: settings.maxReplicas })) ?? []
     } catch (err) {
       const code = isAsyaError(err) ? err.code : 'ASYA_ERR_TRANSPORT_CONNECTION'
       const message = `${code}: queue ${queueName(actor)} on ${settings.transport}: ${errorMessage(err)}`
@@ -181,7 +203,11 @@ export class Reconciler {
     await this.setStatus(
       ref,
       workload,
-      { status: 'Ready', message: `queue ${queueName(actor)} (${settings.transport}), ConfigMap ${RUNTIME_CONFIGMAP}, ${scaling}` },
+      {
+        status: 'Ready',
+        message: `queue ${queueName(actor)} (${settings.transport}), ConfigMap ${RUNTIME_CONFIGMAP}, ${scaling}${notices.map((n) => `; ${n.message}`).join('')}`,
+        notices,
+      },
       `${settings.transport}:${actor}`,
     )
     return 'ready'
@@ -190,17 +216,23 @@ export class Reconciler {
   private async unwire(ref: WorkloadRef, workload: Workload, wired: Wired, gone: boolean): Promise<void> {
     const log = this.o.logger.child({ workload: `${ref.kind}/${ref.namespace}/${ref.name}`, actor: wired.actor })
     await this.deleteKeda(ref)
-    const retention = workload.metadata?.annotations?.['asya.sh/queue-retention'] === 'delete' ? 'delete' : 'retain'
+    const r = workload.metadata?.annotations?.[ANNOTATION.queueRetention]
+    const retention = r === 'delete' || r === 'force-delete' ? r : 'retain'
     await this.removeQueue(ref, wired, retention, log)
     if (!gone) {
-      const wrote = await this.patchAnnotations(ref, workload, { [STATUS_ANNOTATION]: null, [STATUS_MESSAGE_ANNOTATION]: null, [WIRED_ANNOTATION]: null })
-      if (wrote) await this.o.events.record(ref, 'Normal', 'ActorRemoved', `actor "${wired.actor}" unwired (label ${ACTOR_LABEL} removed); queue ${retention === 'delete' ? 'deleted' : 'retained'}`)
+      const wrote = await this.patchAnnotations(ref, workload, { [ANNOTATION.status]: null, [ANNOTATION.statusMessage]: null, [ANNOTATION.wired]: null })
+      if (wrote) await this.o.events.record(ref, 'Normal', 'ActorRemoved', `actor "${wired.actor}" unwired (label ${ACTOR_LABEL} removed); queue ${retention === 'retain' ? 'retained' : 'deleted'}`)
     }
     log.info({ retention }, gone ? 'workload deleted; actor unwired' : 'actor label removed; actor unwired')
   }
 
-  private async removeQueue(ref: WorkloadRef, wired: Wired, retention: 'retain' | 'delete', log: Logger): Promise<void> {
-    if (retention !== 'delete') return
+  private async removeQueue(ref: WorkloadRef, wired: Wired, retention: 'retain' | 'delete' | 'force-delete', log: Logger): Promise<void> {
+    if (retention === 'retain') return
+    if ((this.o.endActors ?? END_ACTORS).includes(wired.actor)) {
+      // Every actor routes to them: their queues outlive any one end-actor workload.
+      log.info('queue retention is delete, but end-actor queues are always kept')
+      return
+    }
     // Queues are per actor name, not per namespace: keep it while any other workload still uses it.
     const stillUsed = this.o.store.list().some((c) => {
       const m = c.workload.metadata
@@ -212,14 +244,22 @@ export class Reconciler {
     }
     const queues = this.o.queues[wired.transport]
     if (!queues) return
-    const res = await queues.remove(wired.actor)
-    log.info({ deleted: res.deleted, kept: res.kept }, 'actor queues removed per asya.sh/queue-retention=delete')
+    const res = await queues.remove(wired.actor, { force: retention === 'force-delete' })
+    log.info({ deleted: res.deleted, kept: res.kept }, `actor queues removed per asya.sh/queue-retention=${retention}`)
+    const held = res.kept.find((k) => k.queue === queueName(wired.actor))
+    if (held) {
+      // Not deleted under the messages: reported, and retried with backoff until empty (or forced).
+      const message = `queue ${held.queue} not deleted: ${held.reason}`
+      log.warn({ code: 'ASYA_ERR_TRANSPORT_QUEUE_NOT_EMPTY', queue: held.queue }, message)
+      await this.o.events.record(ref, 'Warning', 'QueueRetained', message)
+      throw new errors.ASYA_ERR_TRANSPORT_QUEUE_NOT_EMPTY(message, { details: { queue: held.queue } })
+    }
   }
 
   private async ensureRuntimeConfigMap(ref: WorkloadRef): Promise<void> {
     const ns = ref.namespace
     if (this.configMapsChecked.has(ns)) return
-    const data = { [RUNTIME_CONFIGMAP_KEY]: this.o.runtimeScript }
+    const data = { [RUNTIME_SCRIPT_KEY]: this.o.runtimeScript }
     let current: V1ConfigMap | undefined
     try {
       current = await this.o.apis.core.readNamespacedConfigMap({ name: RUNTIME_CONFIGMAP, namespace: ns })
@@ -238,7 +278,7 @@ export class Reconciler {
         if (httpStatus(err) !== 409) throw err
         return
       }
-    } else if (current.data?.[RUNTIME_CONFIGMAP_KEY] !== this.o.runtimeScript) {
+    } else if (current.data?.[RUNTIME_SCRIPT_KEY] !== this.o.runtimeScript) {
       await this.o.apis.core.replaceNamespacedConfigMap({
         name: RUNTIME_CONFIGMAP,
         namespace: ns,
@@ -249,7 +289,7 @@ export class Reconciler {
     this.configMapsChecked.add(ns)
   }
 
-  private async ensureKeda(ref: WorkloadRef, actor: string, settings: WorkloadSettings, log: Logger): Promise<void> {
+  private async ensureKeda(ref: WorkloadRef, actor: string, settings: WorkloadAnnotations, log: Logger): Promise<void> {
     if (settings.scaling === 'off') {
       await this.deleteKeda(ref)
       return
@@ -285,7 +325,7 @@ export class Reconciler {
       return
     }
     if (!this.ownedBy(observed, ref)) {
-      throw new AsyaError('ASYA_ERR_K8S_API', `${desired.kind} ${ref.namespace}/${desired.metadata.name} exists and is not managed by Asya for this workload; not overwritten`)
+      throw new errors.ASYA_ERR_K8S_API(`${desired.kind} ${ref.namespace}/${desired.metadata.name} exists and is not managed by Asya for this workload; not overwritten`)
     }
     if (matches(desired, observed)) return
     const body: KubeObject = {
@@ -327,16 +367,21 @@ export class Reconciler {
     this.o.metrics.statuses.set(key, s.status)
     const current = workload.metadata?.annotations ?? {}
     const patch: Record<string, string | null> = {}
-    if (current[STATUS_ANNOTATION] !== s.status) patch[STATUS_ANNOTATION] = s.status
-    if (current[STATUS_MESSAGE_ANNOTATION] !== s.message) patch[STATUS_MESSAGE_ANNOTATION] = s.message
-    if (wired !== undefined && (current[WIRED_ANNOTATION] ?? null) !== wired) patch[WIRED_ANNOTATION] = wired
+    if (current[ANNOTATION.status] !== s.status) patch[ANNOTATION.status] = s.status
+    if (current[ANNOTATION.statusMessage] !== s.message) patch[ANNOTATION.statusMessage] = s.message
+    if (wired !== undefined && (current[ANNOTATION.wired] ?? null) !== wired) patch[ANNOTATION.wired] = wired
     if (Object.keys(patch).length === 0) return
-    const changedStatus = current[STATUS_ANNOTATION] !== s.status || current[STATUS_MESSAGE_ANNOTATION] !== s.message
+    const changedStatus = current[ANNOTATION.status] !== s.status || current[ANNOTATION.statusMessage] !== s.message
     const wrote = await this.patchAnnotations(ref, workload, patch)
     if (wrote && changedStatus) {
       const type: EventType = s.status === 'Ready' ? 'Normal' : 'Warning'
       const reason = s.status === 'Ready' ? 'ActorReady' : s.status
       await this.o.events.record({ ...ref, resourceVersion: workload.metadata?.resourceVersion }, type, reason, s.message)
+      // Reported once: the status message carries the notice, so this runs again only if it changes.
+      for (const n of s.notices ?? []) {
+        this.o.logger.warn({ code: 'ASYA_ERR_TRANSPORT_QUEUE_MISMATCH', workload: key, reason: n.reason }, n.message)
+        await this.o.events.record({ ...ref, resourceVersion: workload.metadata?.resourceVersion }, 'Warning', n.reason, n.message)
+      }
     }
   }
 
@@ -353,7 +398,7 @@ export class Reconciler {
         ? await this.o.apis.apps.patchNamespacedDeployment({ name: ref.name, namespace: ref.namespace, body }, MERGE_PATCH)
         : await this.o.apis.apps.patchNamespacedStatefulSet({ name: ref.name, namespace: ref.namespace, body }, MERGE_PATCH)
     const annotations: Record<string, string | null> = {}
-    for (const k of [STATUS_ANNOTATION, STATUS_MESSAGE_ANNOTATION, WIRED_ANNOTATION]) annotations[k] = res.metadata?.annotations?.[k] ?? null
+    for (const k of [ANNOTATION.status, ANNOTATION.statusMessage, ANNOTATION.wired]) annotations[k] = res.metadata?.annotations?.[k] ?? null
     this.written.set(key, { rv: res.metadata?.resourceVersion ?? '', annotations })
     return true
   }

@@ -4,10 +4,6 @@ import type { Logger } from '../logger.js'
 import { MERGE_PATCH, apiErrorMessage, isNotFound } from './kube.js'
 import type { WorkloadKind } from './keda.js'
 
-export const STATUS_ANNOTATION = 'asya.sh/status'
-export const STATUS_MESSAGE_ANNOTATION = 'asya.sh/status-message'
-/** What the controller wired for this workload (`<transport>:<actor>`), so un-labelling can be undone. */
-export const WIRED_ANNOTATION = 'asya.sh/wired'
 
 export interface EventTarget {
   kind: WorkloadKind
@@ -29,7 +25,9 @@ const AGGREGATE_MS = 10 * 60_000
  * Event failures are logged, never fatal: reporting must not block wiring.
  */
 export class EventRecorder {
-  private readonly recent = new Map<string, { name: string; count: number; at: number }>()
+  // `created` is set before the create call returns, so two records of one event racing each
+  // other (a resync beside a watch event) aggregate instead of creating two Events.
+  private readonly recent = new Map<string, { name: string; count: number; at: number; created: Promise<boolean> }>()
 
   constructor(
     private readonly core: CoreV1Api,
@@ -42,7 +40,7 @@ export class EventRecorder {
     const now = new Date()
     const prev = this.recent.get(key)
     try {
-      if (prev && now.getTime() - prev.at < AGGREGATE_MS) {
+      if (prev && now.getTime() - prev.at < AGGREGATE_MS && (await prev.created)) {
         prev.count++
         prev.at = now.getTime()
         await this.core.patchNamespacedEvent(
@@ -52,35 +50,46 @@ export class EventRecorder {
         return
       }
       const name = `${target.name.slice(0, 200)}.${randomBytes(8).toString('hex')}`
-      await this.core.createNamespacedEvent({
-        namespace: target.namespace,
-        body: {
-          apiVersion: 'v1',
-          kind: 'Event',
-          metadata: { name, namespace: target.namespace },
-          involvedObject: {
-            apiVersion: 'apps/v1',
-            kind: target.kind,
-            namespace: target.namespace,
-            name: target.name,
-            uid: target.uid,
-            ...(target.resourceVersion ? { resourceVersion: target.resourceVersion } : {}),
+      let created!: (ok: boolean) => void
+      const entry = { name, count: 1, at: now.getTime(), created: new Promise<boolean>((r) => (created = r)) }
+      this.recent.set(key, entry)
+      await this.core
+        .createNamespacedEvent({
+          namespace: target.namespace,
+          body: {
+            apiVersion: 'v1',
+            kind: 'Event',
+            metadata: { name, namespace: target.namespace },
+            involvedObject: {
+              apiVersion: 'apps/v1',
+              kind: target.kind,
+              namespace: target.namespace,
+              name: target.name,
+              uid: target.uid,
+              ...(target.resourceVersion ? { resourceVersion: target.resourceVersion } : {}),
+            },
+            reason,
+            message: message.slice(0, 1024),
+            type,
+            count: 1,
+            firstTimestamp: now,
+            lastTimestamp: now,
+            source: { component: COMPONENT },
+            reportingComponent: COMPONENT,
+            reportingInstance: this.instance,
           },
-          reason,
-          message: message.slice(0, 1024),
-          type,
-          count: 1,
-          firstTimestamp: now,
-          lastTimestamp: now,
-          source: { component: COMPONENT },
-          reportingComponent: COMPONENT,
-          reportingInstance: this.instance,
-        },
-      })
-      this.recent.set(key, { name, count: 1, at: now.getTime() })
+        })
+        .then(
+          () => created(true),
+          (err: unknown) => {
+            created(false)
+            if (this.recent.get(key) === entry) this.recent.delete(key) // not created: the next one tries anew
+            throw err
+          },
+        )
       this.prune(now.getTime())
     } catch (err) {
-      if (prev && isNotFound(err)) this.recent.delete(key) // expired Event: next one is created anew
+      if (prev && isNotFound(err) && this.recent.get(key) === prev) this.recent.delete(key) // expired Event: next one is created anew
       this.logger.warn({ err: apiErrorMessage(err), reason, workload: `${target.namespace}/${target.name}` }, 'could not record event')
     }
   }

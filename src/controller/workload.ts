@@ -1,7 +1,7 @@
 import type { V1ObjectMeta } from '@kubernetes/client-node'
 import type { WorkloadKind } from './keda.js'
+import { ACTOR_LABEL, ANNOTATION } from '../names.js'
 
-export const ACTOR_LABEL = 'asya.sh/actor'
 
 /** The part of a Deployment / StatefulSet the controller reads. */
 export interface Workload {
@@ -41,10 +41,19 @@ function created(w: Workload): number {
   return t ? new Date(t).getTime() : Number.MAX_SAFE_INTEGER
 }
 
+/** True when the controller already wired this workload for the actor its template names. */
+function incumbent(w: Workload): boolean {
+  const wired = w.metadata?.annotations?.[ANNOTATION.wired]
+  const actor = templateActor(w)
+  return wired !== undefined && actor !== undefined && wired.slice(wired.indexOf(':') + 1) === actor
+}
+
 /**
- * Among workloads of one namespace claiming the same actor, the owner is the oldest
- * (creationTimestamp), ties broken by kind then name: a stable choice every replica agrees on,
- * and an existing actor is never displaced by a newcomer.
+ * Among workloads claiming the same actor, the owner is the oldest (creationTimestamp), ties
+ * broken by who is already wired, then kind, namespace and name: a stable choice every replica
+ * agrees on, and an existing actor is never displaced by a newcomer — creationTimestamp has
+ * one-second resolution, so a newcomer created in the same second as the owner would otherwise
+ * win or lose by the spelling of its name.
  */
 export function actorOwner(claimants: Array<{ kind: WorkloadKind; workload: Workload }>): { kind: WorkloadKind; workload: Workload } | undefined {
   let best: { kind: WorkloadKind; workload: Workload } | undefined
@@ -56,9 +65,11 @@ export function actorOwner(claimants: Array<{ kind: WorkloadKind; workload: Work
     }
     const a = created(c.workload)
     const b = created(best.workload)
-    const an = `${c.kind}/${c.workload.metadata?.name ?? ''}`
-    const bn = `${best.kind}/${best.workload.metadata?.name ?? ''}`
-    if (a < b || (a === b && an < bn)) best = c
+    const an = `${c.kind}/${c.workload.metadata?.namespace ?? ''}/${c.workload.metadata?.name ?? ''}`
+    const bn = `${best.kind}/${best.workload.metadata?.namespace ?? ''}/${best.workload.metadata?.name ?? ''}`
+    const ai = incumbent(c.workload)
+    const bi = incumbent(best.workload)
+    if (a < b || (a === b && ai && !bi) || (a === b && ai === bi && an < bn)) best = c
   }
   return best
 }

@@ -6,8 +6,8 @@
 import { isUtf8 } from 'node:buffer'
 import { access, unlink } from 'node:fs/promises'
 import { connect, type Socket } from 'node:net'
-import { join } from 'node:path'
-import { AsyaError, errorMessage } from '../errors.js'
+import { errorMessage, errors, isAsyaError, type AsyaError } from '../errors.js'
+import { readyFilePath, socketPath } from '../names.js'
 
 export interface RuntimeErrorDetails {
   message: string
@@ -42,8 +42,15 @@ export interface RuntimeClientOptions {
   timeoutMs?: number
 }
 
-export const SOCKET_FILE = 'asya-runtime.sock'
-export const READY_FILE = 'runtime-ready'
+export interface CallOptions {
+  /** Deadline of this call. @default the client's timeoutMs */
+  timeoutMs?: number
+  signal?: AbortSignal
+}
+
+const BATCH_OPEN = Buffer.from('{"batch":[')
+const BATCH_CLOSE = Buffer.from(']}')
+const COMMA = Buffer.from(',')
 
 export class RuntimeClient {
   readonly socketPath: string
@@ -51,16 +58,36 @@ export class RuntimeClient {
   private readonly timeoutMs: number
 
   constructor(o: RuntimeClientOptions) {
-    this.socketPath = join(o.socketDir, SOCKET_FILE)
-    this.readyFile = join(o.socketDir, READY_FILE)
+    this.socketPath = socketPath(o.socketDir)
+    this.readyFile = readyFilePath(o.socketDir)
     this.timeoutMs = o.timeoutMs ?? 300_000
   }
 
   /** Sends one request; resolves with the parsed response or rejects with an AsyaError. */
-  call(request: Buffer | object, o: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<RuntimeResponse> {
+  call(request: Buffer | object, o: CallOptions = {}): Promise<RuntimeResponse> {
     const body = Buffer.isBuffer(request) ? request : Buffer.from(JSON.stringify(request), 'utf8')
+    return this.exchange(body, o, parseResponse)
+  }
+
+  /**
+   * Sends envelopes (raw JSON bodies) as one batch frame `{"batch": [...]}` (SPEC §13; our runtime
+   * only). Resolves with one entry per envelope, in order: its response, or the AsyaError that
+   * makes that slot unusable. A failure of the whole call (timeout, connection, a frame that is
+   * not a batch of the right length) rejects.
+   */
+  callBatch(bodies: readonly Buffer[], o: CallOptions = {}): Promise<(RuntimeResponse | AsyaError)[]> {
+    const parts: Buffer[] = [BATCH_OPEN]
+    bodies.forEach((b, i) => {
+      if (i > 0) parts.push(COMMA)
+      parts.push(b)
+    })
+    parts.push(BATCH_CLOSE)
+    return this.exchange(Buffer.concat(parts), o, (frame) => parseBatchResponse(frame, bodies.length))
+  }
+
+  private exchange<T>(body: Buffer, o: CallOptions, parse: (frame: Buffer) => T): Promise<T> {
     const timeoutMs = o.timeoutMs ?? this.timeoutMs
-    return new Promise<RuntimeResponse>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       let settled = false
       let connected = false
       const chunks: Buffer[] = []
@@ -68,19 +95,19 @@ export class RuntimeClient {
       let expected = -1
       const sock: Socket = connect(this.socketPath)
       // Errors are built lazily (`() => Error`): capturing a stack per successful call is waste.
-      const finish = (err: Error | (() => Error) | undefined, value?: RuntimeResponse): void => {
+      const finish = (err: Error | (() => Error) | undefined, value?: T): void => {
         if (settled) return
         settled = true
         clearTimeout(timer)
         o.signal?.removeEventListener('abort', onAbort)
         sock.destroy()
         if (err) reject(typeof err === 'function' ? err() : err)
-        else resolve(value as RuntimeResponse)
+        else resolve(value as T)
       }
       const timer = setTimeout(() => {
-        finish(new AsyaError('ASYA_ERR_RUNTIME_TIMEOUT', `runtime did not answer within ${timeoutMs} ms`, { details: { timeoutMs } }))
+        finish(new errors.ASYA_ERR_RUNTIME_TIMEOUT(timeoutMs, { details: { timeoutMs } }))
       }, timeoutMs)
-      const onAbort = (): void => finish(new AsyaError('ASYA_ERR_RUNTIME_CONNECTION', 'runtime call aborted'))
+      const onAbort = (): void => finish(new errors.ASYA_ERR_RUNTIME_CONNECTION('aborted by the caller'))
       if (o.signal?.aborted) return onAbort()
       o.signal?.addEventListener('abort', onAbort, { once: true })
 
@@ -105,7 +132,7 @@ export class RuntimeClient {
         if (expected >= 0 && received >= 4 + expected) {
           const all = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, received)
           try {
-            finish(undefined, parseResponse(all.subarray(4, 4 + expected)))
+            finish(undefined, parse(all.subarray(4, 4 + expected)))
           } catch (err) {
             finish(err as Error)
           }
@@ -113,13 +140,13 @@ export class RuntimeClient {
       })
       sock.on('error', (err: NodeJS.ErrnoException) => {
         if (!connected && (err.code === 'ENOENT' || err.code === 'ECONNREFUSED' || err.code === 'ENOTSOCK' || err.code === 'EACCES')) {
-          finish(new AsyaError('ASYA_ERR_RUNTIME_UNREACHABLE', `cannot dial the runtime at ${this.socketPath}: ${err.code}`, { cause: err }))
+          finish(new errors.ASYA_ERR_RUNTIME_UNREACHABLE(this.socketPath, err.code, { cause: err }))
         } else {
-          finish(new AsyaError('ASYA_ERR_RUNTIME_CONNECTION', `runtime connection failed: ${errorMessage(err)}`, { cause: err }))
+          finish(new errors.ASYA_ERR_RUNTIME_CONNECTION(`failed: ${errorMessage(err)}`, { cause: err }))
         }
       })
       sock.on('close', () => {
-        finish(() => new AsyaError('ASYA_ERR_RUNTIME_CONNECTION', `runtime closed the connection after ${received} of ${expected < 0 ? '?' : expected + 4} bytes`))
+        finish(() => new errors.ASYA_ERR_RUNTIME_CONNECTION(`closed by the runtime after ${received} of ${expected < 0 ? '?' : expected + 4} bytes`))
       })
     })
   }
@@ -151,10 +178,10 @@ export class RuntimeClient {
   async waitReady(timeoutMs: number, o: { signal?: AbortSignal } = {}): Promise<void> {
     const end = Date.now() + timeoutMs
     for (;;) {
-      if (o.signal?.aborted) throw o.signal.reason ?? new AsyaError('ASYA_ERR_RUNTIME_NOT_READY', 'aborted')
+      if (o.signal?.aborted) throw o.signal.reason ?? new errors.ASYA_ERR_RUNTIME_NOT_READY('aborted')
       if (await this.probe()) return
       if (Date.now() >= end) {
-        throw new AsyaError('ASYA_ERR_RUNTIME_NOT_READY', `runtime not ready within ${timeoutMs} ms (no ${this.readyFile} or ${this.socketPath} not accepting)`)
+        throw new errors.ASYA_ERR_RUNTIME_NOT_READY(`no ${this.readyFile} or ${this.socketPath} not accepting within ${timeoutMs} ms`)
       }
       await new Promise((r) => setTimeout(r, 50))
     }
@@ -168,21 +195,53 @@ export class RuntimeClient {
   }
 }
 
+function parseFrame(frame: Buffer): unknown {
+  // isUtf8 (simdutf) validates far faster than a fatal TextDecoder pass on large frames.
+  if (!isUtf8(frame)) throw new errors.ASYA_ERR_RUNTIME_BAD_RESPONSE('not valid UTF-8')
+  try {
+    return JSON.parse(frame.toString('utf8'))
+  } catch (err) {
+    throw new errors.ASYA_ERR_RUNTIME_BAD_RESPONSE(`not JSON: ${errorMessage(err)}`)
+  }
+}
+
 /** Validates a response frame: a JSON array of result envelopes, or one error item. */
 export function parseResponse(frame: Buffer): RuntimeResponse {
-  let value: unknown
-  // isUtf8 (simdutf) validates far faster than a fatal TextDecoder pass on large frames.
-  if (!isUtf8(frame)) throw new AsyaError('ASYA_ERR_RUNTIME_BAD_RESPONSE', 'runtime response is not valid UTF-8')
-  try {
-    value = JSON.parse(frame.toString('utf8'))
-  } catch (err) {
-    throw new AsyaError('ASYA_ERR_RUNTIME_BAD_RESPONSE', `runtime response is not JSON: ${errorMessage(err)}`)
+  return responseOf(parseFrame(frame))
+}
+
+/**
+ * Validates a batch response frame `{"batch": [response, ...]}` of exactly `n` responses. A slot
+ * that is not a valid response becomes an AsyaError for that envelope alone.
+ */
+export function parseBatchResponse(frame: Buffer, n: number): (RuntimeResponse | AsyaError)[] {
+  const value = parseFrame(frame)
+  const batch = value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>).batch : undefined
+  if (!Array.isArray(batch)) {
+    // A whole-request error (e.g. the runtime could not read the frame) answers every envelope alike.
+    if (Array.isArray(value)) {
+      const single = responseOf(value)
+      if (single.kind === 'error') return Array.from({ length: n }, () => single)
+    }
+    throw new errors.ASYA_ERR_RUNTIME_BAD_RESPONSE('a batch request answered without a "batch" array (is ASYA_BATCH_SIZE set on the runtime container too?)')
   }
-  if (!Array.isArray(value)) throw new AsyaError('ASYA_ERR_RUNTIME_BAD_RESPONSE', 'runtime response is not a JSON array')
+  if (batch.length !== n) throw new errors.ASYA_ERR_RUNTIME_BAD_RESPONSE(`a batch of ${n} answered with ${batch.length} responses`)
+  return batch.map((slot, i) => {
+    try {
+      return responseOf(slot)
+    } catch (err) {
+      // responseOf() raises only BAD_RESPONSE; the slot number is what the message adds.
+      return new errors.ASYA_ERR_RUNTIME_BAD_RESPONSE(`batch slot ${i}: ${isAsyaError(err) ? err.message.replace(/^malformed runtime response: /, '') : errorMessage(err)}`)
+    }
+  })
+}
+
+function responseOf(value: unknown): RuntimeResponse {
+  if (!Array.isArray(value)) throw new errors.ASYA_ERR_RUNTIME_BAD_RESPONSE('not a JSON array')
   const first = value[0] as Record<string, unknown> | undefined
   if (value.length === 1 && first !== null && typeof first === 'object' && typeof first.error === 'string' && !('route' in first)) {
     const d = first.details
-    if (d === null || typeof d !== 'object' || Array.isArray(d)) throw new AsyaError('ASYA_ERR_RUNTIME_BAD_RESPONSE', 'runtime error item has no details object')
+    if (d === null || typeof d !== 'object' || Array.isArray(d)) throw new errors.ASYA_ERR_RUNTIME_BAD_RESPONSE('error item has no details object')
     const details = d as Record<string, unknown>
     return {
       kind: 'error',
@@ -193,12 +252,12 @@ export function parseResponse(frame: Buffer): RuntimeResponse {
     }
   }
   for (const [i, r] of value.entries()) {
-    if (r === null || typeof r !== 'object' || Array.isArray(r)) throw new AsyaError('ASYA_ERR_RUNTIME_BAD_RESPONSE', `runtime result ${i} is not an object`)
+    if (r === null || typeof r !== 'object' || Array.isArray(r)) throw new errors.ASYA_ERR_RUNTIME_BAD_RESPONSE(`result ${i} is not an object`)
     const route = (r as Record<string, unknown>).route as Record<string, unknown> | undefined
     if (route === null || typeof route !== 'object' || !Array.isArray(route.actors) || typeof route.current !== 'number') {
-      throw new AsyaError('ASYA_ERR_RUNTIME_BAD_RESPONSE', `runtime result ${i} has no valid route`)
+      throw new errors.ASYA_ERR_RUNTIME_BAD_RESPONSE(`result ${i} has no valid route`)
     }
-    if (!('payload' in (r as object))) throw new AsyaError('ASYA_ERR_RUNTIME_BAD_RESPONSE', `runtime result ${i} has no payload`)
+    if (!('payload' in (r as object))) throw new errors.ASYA_ERR_RUNTIME_BAD_RESPONSE(`result ${i} has no payload`)
   }
   return { kind: 'results', results: value as RuntimeResultEnvelope[] }
 }

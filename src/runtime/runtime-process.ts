@@ -10,12 +10,18 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs'
 import { delimiter, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Logger } from '../logger.js'
+import { RUNTIME_SCRIPT_KEY } from '../names.js'
 import { RuntimeClient } from './runtime-client.js'
+
+/** Where runtime-py/asya_runtime.py may be: this checkout (src/ or dist/src/), then the working directory. */
+export function runtimeScriptCandidates(): string[] {
+  const here = dirname(fileURLToPath(import.meta.url))
+  return [join(here, '..', '..', 'runtime-py', RUNTIME_SCRIPT_KEY), join(here, '..', '..', '..', 'runtime-py', RUNTIME_SCRIPT_KEY), join(process.cwd(), 'runtime-py', RUNTIME_SCRIPT_KEY)]
+}
 
 /** Absolute path of runtime-py/asya_runtime.py in this checkout (or next to dist/). */
 export function runtimeScriptPath(): string {
-  const here = dirname(fileURLToPath(import.meta.url))
-  const candidates = [join(here, '..', '..', 'runtime-py', 'asya_runtime.py'), join(here, '..', '..', '..', 'runtime-py', 'asya_runtime.py')]
+  const candidates = runtimeScriptCandidates()
   return candidates.find((p) => existsSync(p)) ?? (candidates[0] as string)
 }
 

@@ -2,7 +2,7 @@
  * The Asya system process: the admission webhook (every replica) and the controller (the
  * leader only) in one process with one Prometheus registry. SIGTERM/SIGINT → graceful stop.
  *
- *   node --import ./scripts/register-ts.mjs src/system/main.ts
+ *   node dist/src/system/main.js in the image; from a checkout `npm run system` (src/system/local.ts)
  */
 import { mkdtempSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
@@ -13,12 +13,12 @@ import { KubeConfig } from '@kubernetes/client-node'
 import { Registry, collectDefaultMetrics } from 'prom-client'
 import { errorMessage, isAsyaError } from '../errors.js'
 import { createLogger, type Logger } from '../logger.js'
-import { loadRuntimeScript, readControllerSettings, readControllerTransports } from '../controller/config.js'
+import { loadRuntimeScript } from '../controller/config.js'
 import { createController } from '../controller/setup.js'
 import { createWebhookServer, type WebhookServer } from '../../webhook/server.js'
 import { SelfManagedCa } from '../../webhook/self-managed-ca.js'
 import { kubeWarningRecorder } from '../../webhook/events.js'
-import { readWebhookConfig } from './config.js'
+import { readSystemConfig, type SystemConfig } from './config.js'
 
 export interface SystemProcess {
   registry: Registry
@@ -34,36 +34,41 @@ export interface SystemProcess {
 
 export interface StartOptions {
   env?: NodeJS.ProcessEnv
+  /** Already read from `env` (the entry point reads it first to pick the log level). @default readSystemConfig(env) */
+  config?: SystemConfig
   kubeConfig?: KubeConfig
   logger?: Logger
 }
 
-function parseAddr(addr: string): { host: string; port: number } {
-  const i = addr.lastIndexOf(':')
-  return { host: i > 0 ? addr.slice(0, i) : '0.0.0.0', port: Number(addr.slice(i + 1)) }
-}
-
 export async function startSystem(o: StartOptions = {}): Promise<SystemProcess> {
   const env = o.env ?? process.env
-  const logger = o.logger ?? createLogger('asya-system', { level: env.ASYA_LOG_LEVEL })
+  // Read before anything starts: a bad value must fail the start, not half-start the process, and
+  // every bad variable is named at once.
+  const config = o.config ?? readSystemConfig(env)
+  const { controller: settings, transports, webhook: webhookConfig, systemNamespace } = config
+  const logger = o.logger ?? createLogger('asya-system', { level: config.logLevel })
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
-  const systemNamespace = env.ASYA_SYSTEM_NAMESPACE ?? env.POD_NAMESPACE ?? 'asya-system'
-  const settings = readControllerSettings(env, systemNamespace)
-  const transports = readControllerTransports(env)
-  // Read before anything starts: a bad value must fail the start, not half-start the process.
-  const webhookConfig = readWebhookConfig({ ...env, ASYA_SYSTEM_NAMESPACE: systemNamespace })
+  // One KubeConfig for the controller, the self-managed CA and the webhook's Events, loaded once
+  // and only when something needs it (webhook-only runs may have none).
+  let kubeConfig: KubeConfig | undefined = o.kubeConfig
+  const kube = (): KubeConfig => {
+    if (!kubeConfig) {
+      const kc = new KubeConfig()
+      kc.loadFromDefault()
+      kubeConfig = kc
+    }
+    return kubeConfig
+  }
 
   let leading = false
   let controllerHandle: ReturnType<typeof createController> | undefined
   if (settings.enabled) {
-    const kubeConfig = o.kubeConfig ?? new KubeConfig()
-    if (!o.kubeConfig) kubeConfig.loadFromDefault()
     controllerHandle = createController({
-      kubeConfig,
+      kubeConfig: kube(),
       transports,
       settings,
-      runtimeScript: loadRuntimeScript(env.ASYA_RUNTIME_SCRIPT),
+      runtimeScript: loadRuntimeScript(config.runtimeScriptPath),
       registry,
       logger: logger.child({ component: 'controller' }),
       onLeadershipChange: (l) => {
@@ -82,10 +87,8 @@ export async function startSystem(o: StartOptions = {}): Promise<SystemProcess> 
   if (webhookConfig.enabled) {
     try {
       if (webhookConfig.certMode === 'self-managed') {
-        const kubeConfig = o.kubeConfig ?? new KubeConfig()
-        if (!o.kubeConfig) kubeConfig.loadFromDefault()
         selfCa = new SelfManagedCa({
-          kubeConfig,
+          kubeConfig: kube(),
           namespace: systemNamespace,
           service: webhookConfig.service,
           caSecretName: webhookConfig.caSecretName,
@@ -102,14 +105,11 @@ export async function startSystem(o: StartOptions = {}): Promise<SystemProcess> 
       }
       const webhookLogger = logger.child({ component: 'webhook' })
       // Events need the API; without a kubeconfig (webhook-only runs) warnings are logged only.
-      let kc = o.kubeConfig
-      if (!kc) {
-        try {
-          kc = new KubeConfig()
-          kc.loadFromDefault()
-        } catch {
-          kc = undefined
-        }
+      let kc: KubeConfig | undefined
+      try {
+        kc = kube()
+      } catch {
+        kc = undefined
       }
       webhook = await createWebhookServer(webhookConfig, {
         logger: webhookLogger,
@@ -124,7 +124,7 @@ export async function startSystem(o: StartOptions = {}): Promise<SystemProcess> 
       throw err
     }
   }
-  const { host, port } = parseAddr(env.ASYA_METRICS_ADDR ?? ':8081')
+  const { host, port } = config.metrics
   const server: Server = createServer((req, res) => {
     if (req.url === '/metrics') {
       registry
@@ -176,8 +176,15 @@ export async function startSystem(o: StartOptions = {}): Promise<SystemProcess> 
 
 const isMain = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href
 if (isMain) {
-  const logger = createLogger('asya-system', { level: process.env.ASYA_LOG_LEVEL })
-  startSystem({ logger })
+  let config: SystemConfig
+  try {
+    config = readSystemConfig(process.env)
+  } catch (err) {
+    createLogger('asya-system').fatal({ code: isAsyaError(err) ? err.code : undefined, err: errorMessage(err) }, 'asya system process failed to start')
+    process.exit(1)
+  }
+  const logger = createLogger('asya-system', { level: config.logLevel })
+  startSystem({ logger, config })
     .then((sys) => {
       const shutdown = (signal: string): void => {
         logger.info({ signal }, 'shutting down')

@@ -4,16 +4,14 @@
  * counter, dead letters with reason headers, unroutable publishes rejected, and unsettled
  * deliveries returned (marked redelivered) when a consumer's transport closes.
  */
-import { AsyaError } from '../errors.js'
-import { dlqName, queueName } from '../envelope.js'
+import { errors } from '../errors.js'
+import { actorOfQueue, dlqName, queueName } from '../names.js'
+import { attemptOf, openDelivery, runHandler, type OpenDelivery } from './delivery.js'
 import {
-  TRANSPORT_HEADERS,
   type ConsumeOptions,
-  type DeadLetterInfo,
-  type Delivery,
   type DeliveryHandler,
   type PublishOptions,
-  type RetryInfo,
+  type QueueStats,
   type Subscription,
   type Transport,
   type TransportHeaders,
@@ -37,6 +35,8 @@ interface Consumer {
 class MemoryQueue {
   readonly messages: StoredMessage[] = []
   readonly consumers: Consumer[] = []
+  /** Delivered, not yet settled. */
+  inFlight = 0
   private next = 0
   constructor(readonly name: string) {}
 
@@ -96,6 +96,7 @@ export class MemoryBroker {
       if (!c) return
       const msg = q.messages.shift() as StoredMessage
       c.inFlight++
+      q.inFlight++
       msg.deliveries++
       c.owner.deliver(q, c, msg)
     }
@@ -122,7 +123,7 @@ export class MemoryTransport implements Transport {
   readonly broker: MemoryBroker
   private readonly autoCreate: boolean
   private closed = false
-  private readonly unsettled = new Set<{ q: MemoryQueue; msg: StoredMessage; settle: () => void }>()
+  private readonly unsettled = new Set<OpenDelivery>()
   private readonly consumers = new Set<{ q: MemoryQueue; c: Consumer }>()
 
   constructor(options: MemoryTransportOptions = {}) {
@@ -149,7 +150,7 @@ export class MemoryTransport implements Transport {
     const name = queueName(actor)
     if (!this.broker.queue(name)) {
       if (!this.autoCreate) {
-        throw new AsyaError('ASYA_ERR_TRANSPORT_UNROUTABLE', `no queue ${name} for actor ${actor}`, { details: { queue: name } })
+        throw new errors.ASYA_ERR_TRANSPORT_UNROUTABLE(name, `for actor ${actor}`, { details: { queue: name } })
       }
       this.broker.ensure(name)
     }
@@ -160,7 +161,7 @@ export class MemoryTransport implements Transport {
   async consume(actor: string, handler: DeliveryHandler, options: ConsumeOptions): Promise<Subscription> {
     this.assertOpen()
     const q = this.broker.queue(queueName(actor))
-    if (!q) throw new AsyaError('ASYA_ERR_TRANSPORT_QUEUE_MISSING', `no queue ${queueName(actor)}`)
+    if (!q) throw new errors.ASYA_ERR_TRANSPORT_QUEUE_MISSING(`queue ${queueName(actor)}`)
     const c: Consumer = { handler, prefetch: Math.max(1, options.prefetch), inFlight: 0, owner: this, cancelled: false }
     q.consumers.push(c)
     const entry = { q, c }
@@ -186,79 +187,46 @@ export class MemoryTransport implements Transport {
 
   /** Called by the broker: hands one message to a consumer of this transport. */
   deliver(q: MemoryQueue, c: Consumer, msg: StoredMessage): void {
-    const actor = q.name.slice('asya-'.length)
-    const headerAttempt = Number(msg.headers[TRANSPORT_HEADERS.attempt] ?? '1')
-    const base = Number.isInteger(headerAttempt) && headerAttempt > 0 ? headerAttempt : 1
-    let settled = false
-    const record = {
-      q,
-      msg,
-      settle: () => {
-        settled = true
-      },
-    }
-    this.unsettled.add(record)
-    const settle = (): boolean => {
-      if (settled) return false
-      settled = true
-      this.unsettled.delete(record)
-      c.inFlight--
-      // Free slot: the next message may go to this or another consumer.
-      queueMicrotask(() => this.broker.dispatch(q))
-      return true
-    }
+    const actor = actorOfQueue(q.name) ?? q.name
     const broker = this.broker
-    const delivery: Delivery = {
-      actor,
-      body: msg.body,
-      headers: msg.headers,
-      attempt: base + (msg.deliveries - 1),
-      redelivered: msg.deliveries > 1,
-      async ack() {
-        settle()
+    const open = openDelivery(
+      { actor, body: msg.body, headers: msg.headers, attempt: attemptOf(msg.headers, msg.deliveries - 1), redelivered: msg.deliveries > 1 },
+      {
+        ack: async () => undefined,
+        retry: async (delayMs, headers) => broker.later(delayMs, () => broker.enqueue(q.name, { body: msg.body, headers, deliveries: 0 })),
+        deadLetter: async (headers) => {
+          // Like the RabbitMQ transport, which re-declares a DLQ it owns: a dead letter is never dropped.
+          broker.ensure(dlqName(actor))
+          broker.enqueue(dlqName(actor), { body: msg.body, headers, deliveries: 0 })
+        },
+        release: async () => {
+          msg.deliveries-- // not an attempt
+          broker.enqueue(q.name, msg, true)
+        },
+        giveBack: () => broker.enqueue(q.name, msg, true),
+        done: () => {
+          this.unsettled.delete(open)
+          c.inFlight--
+          q.inFlight--
+          // Free slot: the next message may go to this or another consumer.
+          queueMicrotask(() => broker.dispatch(q))
+        },
       },
-      async retry(delayMs: number, info: RetryInfo) {
-        if (!(delayMs > 0)) throw new AsyaError('ASYA_ERR_CONFIG_INVALID', `retry delay must be > 0 ms, got ${delayMs}`)
-        if (!settle()) return
-        const headers: TransportHeaders = {
-          ...msg.headers,
-          ...(info.headers ?? {}),
-          [TRANSPORT_HEADERS.attempt]: String(delivery.attempt + 1),
-          [TRANSPORT_HEADERS.reason]: info.reason,
-        }
-        if (info.error !== undefined) headers[TRANSPORT_HEADERS.error] = info.error.slice(0, 1024)
-        broker.later(delayMs, () => broker.enqueue(q.name, { body: msg.body, headers, deliveries: 0 }))
-      },
-      async deadLetter(info: DeadLetterInfo) {
-        if (!settle()) return
-        const headers: TransportHeaders = {
-          ...msg.headers,
-          [TRANSPORT_HEADERS.reason]: info.reason,
-          [TRANSPORT_HEADERS.attempts]: String(info.attempts ?? delivery.attempt),
-          [TRANSPORT_HEADERS.actor]: actor,
-        }
-        if (info.error !== undefined) headers[TRANSPORT_HEADERS.error] = info.error.slice(0, 1024)
-        broker.enqueue(dlqName(actor), { body: msg.body, headers, deliveries: 0 })
-      },
-      async release() {
-        if (!settle()) return
-        msg.deliveries-- // not an attempt
-        broker.enqueue(q.name, msg, true)
-      },
-    }
-    record.settle = () => {
-      if (settle()) broker.enqueue(q.name, msg, true)
-    }
-    // A throwing handler must not wedge the queue: the message goes back as a redelivery.
-    Promise.resolve()
-      .then(() => c.handler(delivery))
-      .catch(() => record.settle())
+    )
+    this.unsettled.add(open)
+    runHandler(c.handler, open, undefined)
   }
 
   async messageCount(actor: string): Promise<number> {
     const q = this.broker.queue(queueName(actor))
-    if (!q) throw new AsyaError('ASYA_ERR_TRANSPORT_QUEUE_MISSING', `no queue ${queueName(actor)}`)
+    if (!q) throw new errors.ASYA_ERR_TRANSPORT_QUEUE_MISSING(`queue ${queueName(actor)}`)
     return q.messages.length
+  }
+
+  async inspectQueue(actor: string): Promise<QueueStats> {
+    const q = this.broker.queue(queueName(actor))
+    if (!q) throw new errors.ASYA_ERR_TRANSPORT_QUEUE_MISSING(`queue ${queueName(actor)}`)
+    return { messages: q.messages.length, inFlight: q.inFlight, consumers: q.consumers.filter((c) => !c.cancelled).length }
   }
 
   async deleteQueue(actor: string): Promise<void> {
@@ -274,11 +242,11 @@ export class MemoryTransport implements Transport {
     this.closed = true
     for (const entry of [...this.consumers]) this.removeConsumer(entry)
     // Unsettled deliveries go back to their queue, as a broker does when a channel closes.
-    for (const r of [...this.unsettled]) r.settle()
+    for (const open of [...this.unsettled]) open.giveBack()
     this.unsettled.clear()
   }
 
   private assertOpen(): void {
-    if (this.closed) throw new AsyaError('ASYA_ERR_TRANSPORT_CLOSED', 'memory transport is closed')
+    if (this.closed) throw new errors.ASYA_ERR_TRANSPORT_CLOSED('memory transport')
   }
 }

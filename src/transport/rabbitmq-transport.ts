@@ -7,23 +7,22 @@
  */
 import { setMaxListeners } from 'node:events'
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Message } from 'amqplib'
-import { AsyaError, errorMessage, isAsyaError } from '../errors.js'
-import { queueName } from '../envelope.js'
+import { AckCoalescer } from './ack-coalescer.js'
+import { errorMessage, errors, isAsyaError } from '../errors.js'
+import { DEFAULT_EXCHANGE, dlqActor, queueName, retryQueueName } from '../names.js'
 import type { Logger } from '../logger.js'
 import { backoffDelay, sleep, type BackoffOptions } from '../backoff.js'
+import { attemptOf, openDelivery, runHandler } from './delivery.js'
 import {
-  TRANSPORT_HEADERS,
   type ConsumeOptions,
-  type DeadLetterInfo,
-  type Delivery,
   type DeliveryHandler,
   type PublishOptions,
-  type RetryInfo,
+  type QueueStats,
   type Subscription,
   type Transport,
   type TransportHeaders,
 } from './transport.js'
-import { declareActorQueues, declareExchange, declareRetryQueue, retryTierMs } from './rabbitmq-topology.js'
+import { DEFAULT_QUEUE_TOPOLOGY, declareActorQueues, declareExchange, declareRetryQueue, retryTierMs, type QueueMismatch, type QueueTopology } from './rabbitmq-topology.js'
 
 export interface RabbitMqConnectionParts {
   host: string
@@ -68,6 +67,14 @@ export interface RabbitMqTransportOptions {
   publishTimeoutMs?: number
   /** Shown in the management UI. @default 'asya' */
   connectionName?: string
+  /**
+   * Management API base URL (e.g. `http://rabbitmq:15672`), credentials taken from `url`. Only
+   * inspectQueue uses it, for the unacked (in-flight) count that AMQP does not expose.
+   * @default undefined (in-flight unknown)
+   */
+  managementUrl?: string
+  /** Queue type and broker delivery limit of queues this transport declares. @default quorum, 5 */
+  topology?: QueueTopology
 }
 
 interface ConsumerRecord {
@@ -84,6 +91,8 @@ interface ConsumerRecord {
 }
 
 const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 200, maxMs: 10_000 }
+/** Set by quorum queues on every delivery: earlier deliveries of this message copy. */
+const DELIVERY_COUNT_HEADER = 'x-delivery-count'
 
 export class RabbitMqTransport implements Transport {
   readonly name = 'rabbitmq' as const
@@ -94,6 +103,10 @@ export class RabbitMqTransport implements Transport {
   private readonly heartbeat: number
   private readonly publishTimeoutMs: number
   private readonly connectionName: string
+  private readonly managementUrl: string | undefined
+  private readonly queueTopology: QueueTopology
+  /** Queues already reported as existing with other arguments (reported once per process). */
+  private readonly mismatchReported = new Set<string>()
 
   private conn: ChannelModel | undefined
   private pubChannel: ConfirmChannel | undefined
@@ -107,18 +120,22 @@ export class RabbitMqTransport implements Transport {
   private readonly consumers = new Set<ConsumerRecord>()
   /** Consumer channels still open (also of cancelled subscriptions, whose deliveries may settle). */
   private readonly consumerChannels = new Set<Channel>()
+  /** Coalesced acks of each consumer channel. */
+  private readonly ackers = new WeakMap<Channel, AckCoalescer>()
   private readonly retryQueuesDeclaredAt = new Map<string, number>()
   private readonly returned = new Set<string>()
   private publishSeq = 0
 
   constructor(options: RabbitMqTransportOptions) {
     this.url = options.url
-    this.exchange = options.exchange ?? 'asya'
+    this.exchange = options.exchange ?? DEFAULT_EXCHANGE
     this.logger = options.logger
     this.backoff = options.reconnectBackoff ?? DEFAULT_BACKOFF
     this.heartbeat = options.heartbeatSeconds ?? 10
     this.publishTimeoutMs = options.publishTimeoutMs ?? 30_000
-    this.connectionName = options.connectionName ?? 'asya'
+    this.connectionName = options.connectionName ?? DEFAULT_EXCHANGE
+    this.managementUrl = options.managementUrl?.replace(/\/+$/, '')
+    this.queueTopology = options.topology ?? DEFAULT_QUEUE_TOPOLOGY
     // Every pending backoff sleep listens on it; many consumers may be re-subscribing at once.
     setMaxListeners(0, this.closeController.signal)
   }
@@ -129,7 +146,7 @@ export class RabbitMqTransport implements Transport {
 
   /** Resolves once connected; keeps retrying with backoff until then (or until close()). */
   connect(): Promise<void> {
-    if (this.closed) return Promise.reject(new AsyaError('ASYA_ERR_TRANSPORT_CLOSED', 'transport is closed'))
+    if (this.closed) return Promise.reject(new errors.ASYA_ERR_TRANSPORT_CLOSED('RabbitMQ transport'))
     if (this.connected) return Promise.resolve()
     if (!this.connecting) {
       this.connecting = this.connectLoop().finally(() => {
@@ -141,12 +158,12 @@ export class RabbitMqTransport implements Transport {
 
   private async connectLoop(): Promise<void> {
     for (let attempt = 0; ; attempt++) {
-      if (this.closed) throw new AsyaError('ASYA_ERR_TRANSPORT_CLOSED', 'transport is closed')
+      if (this.closed) throw new errors.ASYA_ERR_TRANSPORT_CLOSED('RabbitMQ transport')
       try {
         await this.establish()
         return
       } catch (err) {
-        if (this.closed) throw new AsyaError('ASYA_ERR_TRANSPORT_CLOSED', 'transport is closed')
+        if (this.closed) throw new errors.ASYA_ERR_TRANSPORT_CLOSED('RabbitMQ transport')
         const delay = backoffDelay(attempt, this.backoff)
         this.logger?.warn({ err: errorMessage(err), url: redactUrl(this.url), retryInMs: Math.round(delay) }, 'RabbitMQ connection failed; retrying')
         await sleep(delay, this.closeController.signal).catch(() => undefined)
@@ -216,11 +233,11 @@ export class RabbitMqTransport implements Transport {
 
   private waitConnected(timeoutMs: number): Promise<void> {
     if (this.connected) return Promise.resolve()
-    if (this.closed) return Promise.reject(new AsyaError('ASYA_ERR_TRANSPORT_CLOSED', 'transport is closed'))
+    if (this.closed) return Promise.reject(new errors.ASYA_ERR_TRANSPORT_CLOSED('RabbitMQ transport'))
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.connectedWaiters = this.connectedWaiters.filter((w) => w !== done)
-        reject(new AsyaError('ASYA_ERR_TRANSPORT_CONNECTION', `not connected to RabbitMQ within ${timeoutMs} ms`))
+        reject(new errors.ASYA_ERR_TRANSPORT_CONNECTION(`not connected to RabbitMQ within ${timeoutMs} ms`))
       }, timeoutMs)
       const done = (): void => {
         clearTimeout(timer)
@@ -234,7 +251,7 @@ export class RabbitMqTransport implements Transport {
   private async topology(): Promise<Channel> {
     if (this.topologyChannel) return this.topologyChannel
     const conn = this.conn
-    if (!conn) throw new AsyaError('ASYA_ERR_TRANSPORT_CONNECTION', 'not connected to RabbitMQ')
+    if (!conn) throw new errors.ASYA_ERR_TRANSPORT_CONNECTION('not connected to RabbitMQ')
     const ch = await conn.createChannel()
     ch.on('error', () => undefined) // surfaced through the failing operation
     ch.on('close', () => {
@@ -245,18 +262,28 @@ export class RabbitMqTransport implements Transport {
   }
 
   private async declareQueues(actor: string, withDlq: boolean): Promise<void> {
-    try {
-      await declareActorQueues(await this.topology(), actor, this.exchange, withDlq)
-    } catch (err) {
-      const code = (err as { code?: unknown }).code
-      if (code === 406) {
-        throw new AsyaError('ASYA_ERR_TRANSPORT_QUEUE_MISMATCH', `queue ${queueName(actor)} exists with other arguments: ${errorMessage(err)}`, {
-          cause: err,
-          details: { queue: queueName(actor) },
-        })
-      }
-      throw err
-    }
+    const mismatches = await declareActorQueues(() => this.topology(), actor, this.exchange, withDlq, this.queueTopology)
+    for (const m of mismatches) this.reportMismatch(m)
+  }
+
+  /** An existing queue with other arguments is used as it is (never re-created) and said so once. */
+  private reportMismatch(m: QueueMismatch): void {
+    if (this.mismatchReported.has(m.queue)) return
+    this.mismatchReported.add(m.queue)
+    const wanted = this.queueTopology.queueType
+    this.logger?.warn(
+      {
+        code: 'ASYA_ERR_TRANSPORT_QUEUE_MISMATCH',
+        queue: m.queue,
+        wanted,
+        existing: m.existingType ?? 'other arguments',
+        broker: m.message,
+        ...(m.existingType === 'classic' ? { lost: 'crash-loop detection: the broker does not count deliveries on a classic queue, so a message that kills the sidecar every time is redelivered without end' } : {}),
+      },
+      m.existingType !== undefined
+        ? `queue ${m.queue} is a ${m.existingType} queue (ASYA_RABBITMQ_QUEUE_TYPE=${wanted}); used as it is, never re-created (docs/operations.md: queue type migration)`
+        : `queue ${m.queue} exists with other arguments; used as it is, never re-created`,
+    )
   }
 
   async ensureQueue(actor: string, options: { deadLetterQueue?: boolean } = {}): Promise<void> {
@@ -279,13 +306,13 @@ export class RabbitMqTransport implements Transport {
     const deadline = Date.now() + this.publishTimeoutMs
     await this.waitConnected(this.publishTimeoutMs)
     const ch = this.pubChannel
-    if (!ch) throw new AsyaError('ASYA_ERR_TRANSPORT_CONNECTION', 'not connected to RabbitMQ')
+    if (!ch) throw new errors.ASYA_ERR_TRANSPORT_CONNECTION('not connected to RabbitMQ')
     const messageId = `p${process.pid}-${++this.publishSeq}`
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
         () => {
           this.returned.delete(messageId)
-          reject(new AsyaError('ASYA_ERR_TRANSPORT_PUBLISH', `no publisher confirm for ${queueName(actorForErrors)} within ${this.publishTimeoutMs} ms`))
+          reject(new errors.ASYA_ERR_TRANSPORT_PUBLISH(`no publisher confirm for ${queueName(actorForErrors)} within ${this.publishTimeoutMs} ms`))
         },
         Math.max(1, deadline - Date.now()),
       )
@@ -299,10 +326,10 @@ export class RabbitMqTransport implements Transport {
             clearTimeout(timer)
             const wasReturned = this.returned.delete(messageId)
             if (err) {
-              reject(new AsyaError('ASYA_ERR_TRANSPORT_PUBLISH', `publish to ${queueName(actorForErrors)} not confirmed: ${errorMessage(err)}`, { cause: err }))
+              reject(new errors.ASYA_ERR_TRANSPORT_PUBLISH(`publish to ${queueName(actorForErrors)} not confirmed: ${errorMessage(err)}`, { cause: err }))
             } else if (wasReturned) {
               reject(
-                new AsyaError('ASYA_ERR_TRANSPORT_UNROUTABLE', `no queue bound for routing key ${routingKey} (queue ${queueName(actorForErrors)} missing)`, {
+                new errors.ASYA_ERR_TRANSPORT_UNROUTABLE(`bound for routing key ${routingKey}`, `queue ${queueName(actorForErrors)} missing`, {
                   details: { queue: queueName(actorForErrors), routingKey },
                 }),
               )
@@ -311,7 +338,7 @@ export class RabbitMqTransport implements Transport {
         )
       } catch (err) {
         clearTimeout(timer)
-        reject(new AsyaError('ASYA_ERR_TRANSPORT_CONNECTION', `publish failed: ${errorMessage(err)}`, { cause: err }))
+        reject(new errors.ASYA_ERR_TRANSPORT_CONNECTION(`publish failed: ${errorMessage(err)}`, { cause: err }))
       }
     })
   }
@@ -356,6 +383,7 @@ export class RabbitMqTransport implements Transport {
     if (this.owned.has(record.actor)) await this.declareQueues(record.actor, this.owned.get(record.actor) ?? true)
     const ch = await conn.createChannel()
     this.consumerChannels.add(ch)
+    this.ackers.set(ch, new AckCoalescer(ch, this.logger))
     ch.on('error', (err: Error) => this.logger?.warn({ err: err.message, actor: record.actor }, 'RabbitMQ consumer channel error'))
     ch.on('close', () => {
       this.consumerChannels.delete(ch)
@@ -425,99 +453,70 @@ export class RabbitMqTransport implements Transport {
       else if (Buffer.isBuffer(v)) headers[k] = v.toString('utf8')
       // x-death and other broker tables are not part of our header model
     }
-    const headerAttempt = Number(headers[TRANSPORT_HEADERS.attempt] ?? '1')
-    const base = Number.isInteger(headerAttempt) && headerAttempt > 0 ? headerAttempt : 1
-    const attempt = base + (msg.fields.redelivered ? 1 : 0)
-    let settled = false
-    const settleOnce = (): void => {
-      if (settled) throw new AsyaError('ASYA_ERR_TRANSPORT_PUBLISH', 'delivery already settled')
-      settled = true
-    }
+    // Quorum queues count deliveries of this copy (x-delivery-count, 0 on the first); a classic
+    // queue only says whether it was delivered before. The broker sets it on every delivery, so
+    // it never travels on in the copies we publish (retries carry x-asya-attempt instead).
+    const brokerCount = Number(headers[DELIVERY_COUNT_HEADER])
+    delete headers[DELIVERY_COUNT_HEADER]
+    const earlier = Number.isInteger(brokerCount) && brokerCount >= 0 ? brokerCount : msg.fields.redelivered ? 1 : 0
+    const acks = this.ackers.get(ch) as AckCoalescer
+    acks.track(msg)
     const ackOriginal = (): void => {
+      acks.forget(msg)
       try {
         ch.ack(msg)
       } catch (err) {
         // The channel died: the broker requeues the message; the caller learns it may see it again.
-        throw new AsyaError('ASYA_ERR_TRANSPORT_CONNECTION', `ack failed (message will be redelivered): ${errorMessage(err)}`, { cause: err })
+        throw new errors.ASYA_ERR_TRANSPORT_CONNECTION(`ack failed (message will be redelivered): ${errorMessage(err)}`, { cause: err })
       }
     }
     const actor = record.actor
-    const delivery: Delivery = {
-      actor,
-      body: msg.content,
-      headers,
-      attempt,
-      redelivered: msg.fields.redelivered,
-      ack: async () => {
-        settleOnce()
-        ackOriginal()
-      },
-      retry: async (delayMs: number, info: RetryInfo) => {
-        if (!(delayMs > 0)) throw new AsyaError('ASYA_ERR_CONFIG_INVALID', `retry delay must be > 0 ms, got ${delayMs}`)
-        settleOnce()
-        const out: TransportHeaders = { ...headers, ...(info.headers ?? {}), [TRANSPORT_HEADERS.attempt]: String(attempt + 1), [TRANSPORT_HEADERS.reason]: info.reason }
-        if (info.error !== undefined) out[TRANSPORT_HEADERS.error] = info.error.slice(0, 1024)
-        try {
-          const tier = retryTierMs(delayMs)
-          const queue = await this.retryQueue(actor, tier)
+    const open = openDelivery(
+      { actor, body: msg.content, headers, attempt: attemptOf(headers, earlier), redelivered: msg.fields.redelivered },
+      {
+        // Coalesced with the acks of this turn (a batch, confirms read together): `multiple`.
+        ack: async () => acks.ack(msg),
+        retry: async (delayMs, out) => {
+          const queue = await this.retryQueue(actor, retryTierMs(delayMs))
           await this.publishTo('', queue, msg.content, out, actor)
-        } catch (err) {
-          settled = false // the original is still ours to settle (or to lose with the channel)
-          throw err
-        }
-        ackOriginal()
-      },
-      deadLetter: async (info: DeadLetterInfo) => {
-        settleOnce()
-        const out: TransportHeaders = {
-          ...headers,
-          [TRANSPORT_HEADERS.reason]: info.reason,
-          [TRANSPORT_HEADERS.attempts]: String(info.attempts ?? attempt),
-          [TRANSPORT_HEADERS.actor]: actor,
-        }
-        if (info.error !== undefined) out[TRANSPORT_HEADERS.error] = info.error.slice(0, 1024)
-        try {
-          await this.publishOwned(actor, `${actor}-dlq`, msg.content, out)
-        } catch (err) {
-          settled = false
-          throw err
-        }
-        ackOriginal()
-      },
-      release: async () => {
-        settleOnce()
-        // Re-published with the same headers rather than nacked, so the redelivered flag does not
-        // count an attempt for a message that never started.
-        try {
-          await this.publishOwned(actor, actor, msg.content, headers)
-        } catch {
+          ackOriginal()
+        },
+        deadLetter: async (out) => {
+          await this.publishOwned(actor, dlqActor(actor), msg.content, out)
+          ackOriginal()
+        },
+        release: async () => {
+          acks.forget(msg)
+          // Re-published with the same headers rather than nacked, so the redelivered flag does not
+          // count an attempt for a message that never started.
+          try {
+            await this.publishOwned(actor, actor, msg.content, headers)
+          } catch {
+            try {
+              ch.nack(msg, false, true)
+            } catch {
+              /* channel gone: the broker requeues it */
+            }
+            return
+          }
+          try {
+            ch.ack(msg)
+          } catch {
+            /* channel gone: the broker requeues it (a duplicate of the copy we just published) */
+          }
+        },
+        giveBack: () => {
+          acks.forget(msg)
           try {
             ch.nack(msg, false, true)
           } catch {
             /* channel gone: the broker requeues it */
           }
-          return
-        }
-        try {
-          ch.ack(msg)
-        } catch {
-          /* channel gone: the broker requeues it (a duplicate of the copy we just published) */
-        }
+        },
+        done: () => undefined,
       },
-    }
-    Promise.resolve()
-      .then(() => record.handler(delivery))
-      .catch((err: unknown) => {
-        this.logger?.error({ err: errorMessage(err), actor }, 'delivery handler threw; message returned to the queue')
-        if (!settled) {
-          settled = true
-          try {
-            ch.nack(msg, false, true)
-          } catch {
-            /* channel gone */
-          }
-        }
-      })
+    )
+    runHandler(record.handler, open, this.logger)
   }
 
   private async retryQueue(actor: string, tierMs: number): Promise<string> {
@@ -527,17 +526,18 @@ export class RabbitMqTransport implements Transport {
     // Re-declared every minute: declarations count as "use" for the queue's x-expires.
     if (at === undefined || now - at > 60_000) {
       await this.waitConnected(this.publishTimeoutMs)
-      const name = await declareRetryQueue(await this.topology(), actor, this.exchange, tierMs)
+      const { queue: name, mismatch } = await declareRetryQueue(() => this.topology(), actor, this.exchange, tierMs, this.queueTopology)
+      if (mismatch) this.reportMismatch(mismatch)
       this.retryQueuesDeclaredAt.set(key, now)
       return name
     }
-    return `${queueName(actor)}-retry-${tierMs}`
+    return retryQueueName(actor, tierMs)
   }
 
   private async withTempChannel<T>(fn: (ch: Channel) => Promise<T>): Promise<T> {
     await this.waitConnected(this.publishTimeoutMs)
     const conn = this.conn
-    if (!conn) throw new AsyaError('ASYA_ERR_TRANSPORT_CONNECTION', 'not connected to RabbitMQ')
+    if (!conn) throw new errors.ASYA_ERR_TRANSPORT_CONNECTION('not connected to RabbitMQ')
     const ch = await conn.createChannel()
     let open = true
     ch.on('error', () => undefined)
@@ -556,9 +556,40 @@ export class RabbitMqTransport implements Transport {
       return await this.withTempChannel(async (ch) => (await ch.checkQueue(queueName(actor))).messageCount)
     } catch (err) {
       if ((err as { code?: unknown }).code === 404) {
-        throw new AsyaError('ASYA_ERR_TRANSPORT_QUEUE_MISSING', `no queue ${queueName(actor)}`, { cause: err })
+        throw new errors.ASYA_ERR_TRANSPORT_QUEUE_MISSING(`queue ${queueName(actor)}`, { cause: err })
       }
       throw err
+    }
+  }
+
+  async inspectQueue(actor: string): Promise<QueueStats> {
+    let ok: { messageCount: number; consumerCount: number }
+    try {
+      ok = await this.withTempChannel(async (ch) => ch.checkQueue(queueName(actor)))
+    } catch (err) {
+      if ((err as { code?: unknown }).code === 404) {
+        throw new errors.ASYA_ERR_TRANSPORT_QUEUE_MISSING(`queue ${queueName(actor)}`, { cause: err })
+      }
+      throw err
+    }
+    const inFlight = await this.unackedCount(queueName(actor))
+    return { messages: ok.messageCount, consumers: ok.consumerCount, ...(inFlight !== undefined ? { inFlight } : {}) }
+  }
+
+  /** messages_unacknowledged from the management API; undefined when it is not configured or not answering. */
+  private async unackedCount(queue: string): Promise<number | undefined> {
+    if (this.managementUrl === undefined) return undefined
+    const u = new URL(this.url)
+    const vhost = u.pathname.length > 1 ? decodeURIComponent(u.pathname.slice(1)) : '/'
+    const auth = 'Basic ' + Buffer.from(`${decodeURIComponent(u.username || 'guest')}:${decodeURIComponent(u.password || 'guest')}`).toString('base64')
+    try {
+      const res = await fetch(`${this.managementUrl}/api/queues/${encodeURIComponent(vhost)}/${encodeURIComponent(queue)}`, { headers: { authorization: auth }, signal: AbortSignal.timeout(5000) })
+      if (!res.ok) return undefined
+      const body = (await res.json()) as { messages_unacknowledged?: unknown }
+      return typeof body.messages_unacknowledged === 'number' ? body.messages_unacknowledged : undefined
+    } catch (err) {
+      this.logger?.debug({ err: errorMessage(err) }, 'management API not answering: in-flight unknown')
+      return undefined
     }
   }
 
@@ -585,7 +616,10 @@ export class RabbitMqTransport implements Transport {
     // Close channels first: amqplib writes connection-level frames ahead of queued channel
     // frames, so a bare connection close can overtake acks still in the buffer (and the broker
     // would requeue messages we settled). Channel close-ok comes after everything sent before it.
-    for (const ch of channels) await ch.close().catch(() => undefined)
+    for (const ch of channels) {
+      this.ackers.get(ch)?.flush()
+      await ch.close().catch(() => undefined)
+    }
     if (pub) await pub.close().catch(() => undefined)
     for (const w of this.connectedWaiters) w()
     this.connectedWaiters = []

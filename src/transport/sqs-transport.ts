@@ -20,18 +20,16 @@ import {
   type MessageAttributeValue,
   type SQSClientConfig,
 } from '@aws-sdk/client-sqs'
-import { AsyaError, errorMessage, isAsyaError } from '../errors.js'
-import { queueName } from '../envelope.js'
+import { errorMessage, errors, isAsyaError, type AsyaError } from '../errors.js'
+import { HEADER, HEADER_PREFIX, QUEUE_PREFIX, dlqActor, queueName } from '../names.js'
 import type { Logger } from '../logger.js'
 import { backoffDelay, sleep } from '../backoff.js'
+import { attemptOf, openDelivery, runHandler } from './delivery.js'
 import {
-  TRANSPORT_HEADERS,
   type ConsumeOptions,
-  type DeadLetterInfo,
-  type Delivery,
   type DeliveryHandler,
   type PublishOptions,
-  type RetryInfo,
+  type QueueStats,
   type Subscription,
   type Transport,
   type TransportHeaders,
@@ -126,9 +124,9 @@ export class SqsTransport implements Transport {
   /** Verifies the endpoint and credentials (retrying with backoff until it works or close()). */
   async connect(): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      if (this.closed) throw new AsyaError('ASYA_ERR_TRANSPORT_CLOSED', 'transport is closed')
+      if (this.closed) throw new errors.ASYA_ERR_TRANSPORT_CLOSED('SQS transport')
       try {
-        await this.client.send(new ListQueuesCommand({ MaxResults: 1, QueueNamePrefix: 'asya-' }))
+        await this.client.send(new ListQueuesCommand({ MaxResults: 1, QueueNamePrefix: QUEUE_PREFIX }))
         this.ready = true
         return
       } catch (err) {
@@ -165,7 +163,7 @@ export class SqsTransport implements Transport {
     } catch (err) {
       this.urls.delete(actor)
       if (isMissingQueue(err)) {
-        throw new AsyaError('ASYA_ERR_TRANSPORT_UNROUTABLE', `no SQS queue ${queueName(actor)}`, { cause: err, details: { queue: queueName(actor) } })
+        throw new errors.ASYA_ERR_TRANSPORT_UNROUTABLE(queueName(actor), 'SQS', { cause: err, details: { queue: queueName(actor) } })
       }
       throw this.wrap(err, 'GetQueueUrl')
     }
@@ -175,14 +173,14 @@ export class SqsTransport implements Transport {
     if (isAsyaError(err)) return err
     if (isCredentialsError(err)) {
       this.ready = false
-      return new AsyaError('ASYA_ERR_TRANSPORT_CREDENTIALS', `SQS ${op}: ${errorMessage(err)}`, { cause: err })
+      return new errors.ASYA_ERR_TRANSPORT_CREDENTIALS(`SQS ${op}`, errorMessage(err), { cause: err })
     }
-    return new AsyaError('ASYA_ERR_TRANSPORT_PUBLISH', `SQS ${op} failed: ${errorMessage(err)}`, { cause: err })
+    return new errors.ASYA_ERR_TRANSPORT_PUBLISH(`SQS ${op} failed: ${errorMessage(err)}`, { cause: err })
   }
 
   /** Creates the queue (and DLQ) only when missing: existing queues keep the controller's attributes. */
   async ensureQueue(actor: string, options: { deadLetterQueue?: boolean } = {}): Promise<void> {
-    const names = [actor, ...(options.deadLetterQueue === false ? [] : [`${actor}-dlq`])]
+    const names = [actor, ...(options.deadLetterQueue === false ? [] : [dlqActor(actor)])]
     for (const a of names) {
       try {
         await this.queueUrl(a, true)
@@ -197,7 +195,7 @@ export class SqsTransport implements Transport {
   private attributes(headers: TransportHeaders): Record<string, MessageAttributeValue> {
     const out: Record<string, MessageAttributeValue> = {}
     // Ours first: they must survive the 10-attribute limit.
-    const keys = Object.keys(headers).sort((a, b) => Number(!a.startsWith('x-asya-')) - Number(!b.startsWith('x-asya-')))
+    const keys = Object.keys(headers).sort((a, b) => Number(!a.startsWith(HEADER_PREFIX)) - Number(!b.startsWith(HEADER_PREFIX)))
     for (const k of keys) {
       const v = headers[k]
       if (v === undefined || v === '') continue // SQS rejects empty string values
@@ -217,11 +215,11 @@ export class SqsTransport implements Transport {
   }
 
   private async send(actor: string, body: Buffer, headers: TransportHeaders, delaySeconds = 0): Promise<void> {
-    if (this.closed) throw new AsyaError('ASYA_ERR_TRANSPORT_CLOSED', 'transport is closed')
+    if (this.closed) throw new errors.ASYA_ERR_TRANSPORT_CLOSED('SQS transport')
     const attrs = this.attributes(headers)
     const size = SqsTransport.size(body, attrs)
     if (size > SQS_MAX_MESSAGE_BYTES) {
-      throw new AsyaError('ASYA_ERR_PAYLOAD_TOO_LARGE', `message of ${size} bytes exceeds the SQS limit of ${SQS_MAX_MESSAGE_BYTES} bytes (256 KiB); it is never truncated`, {
+      throw new errors.ASYA_ERR_PAYLOAD_TOO_LARGE(size, 'SQS', `${SQS_MAX_MESSAGE_BYTES} bytes (256 KiB)`, {
         details: { size, limit: SQS_MAX_MESSAGE_BYTES, queue: queueName(actor) },
       })
     }
@@ -240,7 +238,7 @@ export class SqsTransport implements Transport {
       try {
         await this.client.send(cmd(await this.queueUrl(actor, true)))
       } catch (err2) {
-        if (isMissingQueue(err2)) throw new AsyaError('ASYA_ERR_TRANSPORT_UNROUTABLE', `no SQS queue ${queueName(actor)}`, { cause: err2 })
+        if (isMissingQueue(err2)) throw new errors.ASYA_ERR_TRANSPORT_UNROUTABLE(queueName(actor), 'SQS', { cause: err2 })
         throw this.wrap(err2, 'SendMessage')
       }
     }
@@ -253,7 +251,7 @@ export class SqsTransport implements Transport {
   async consume(actor: string, handler: DeliveryHandler, options: ConsumeOptions): Promise<Subscription> {
     const c: Consumer = { actor, handler, prefetch: Math.max(1, options.prefetch), inFlight: 0, cancelled: false, abort: new AbortController() }
     const url = await this.queueUrl(actor).catch((err: unknown) => {
-      if (isAsyaError(err, 'ASYA_ERR_TRANSPORT_UNROUTABLE')) throw new AsyaError('ASYA_ERR_TRANSPORT_QUEUE_MISSING', `no SQS queue ${queueName(actor)}`, { cause: err })
+      if (isAsyaError(err, 'ASYA_ERR_TRANSPORT_UNROUTABLE')) throw new errors.ASYA_ERR_TRANSPORT_QUEUE_MISSING(`SQS queue ${queueName(actor)}`, { cause: err })
       throw err
     })
     this.consumers.add(c)
@@ -320,12 +318,10 @@ export class SqsTransport implements Transport {
     const headers: TransportHeaders = {}
     for (const [k, v] of Object.entries(m.MessageAttributes ?? {})) if (v.StringValue !== undefined) headers[k] = v.StringValue
     const receives = Number(m.Attributes?.ApproximateReceiveCount ?? '1') || 1
-    const headerAttempt = Number(headers[TRANSPORT_HEADERS.attempt] ?? '1')
-    const base = Number.isInteger(headerAttempt) && headerAttempt > 0 ? headerAttempt : 1
-    const attempt = base + receives - 1
+    const attempt = attemptOf(headers, receives - 1)
     const body = Buffer.from(m.Body ?? '', 'utf8')
     c.inFlight++
-    // Heartbeat: keep the message invisible while it is being processed.
+    // Heartbeat: keep the message invisible while it is being processed (until settled or given back).
     const entry: Unsettled = {
       queueUrl: url,
       receiptHandle,
@@ -337,88 +333,68 @@ export class SqsTransport implements Transport {
     }
     entry.timer.unref()
     this.unsettled.add(entry)
-    let settled = false
-    const settle = (): void => {
-      if (settled) throw new AsyaError('ASYA_ERR_TRANSPORT_PUBLISH', 'delivery already settled')
-      settled = true
-      clearInterval(entry.timer)
-      this.unsettled.delete(entry)
-      c.inFlight--
-      c.wake?.()
-    }
     const del = async (): Promise<void> => {
       await this.client.send(new DeleteMessageCommand({ QueueUrl: url, ReceiptHandle: receiptHandle })).catch((err: unknown) => {
-        throw new AsyaError('ASYA_ERR_TRANSPORT_CONNECTION', `DeleteMessage failed (the message will be delivered again): ${errorMessage(err)}`, { cause: err })
+        throw new errors.ASYA_ERR_TRANSPORT_CONNECTION(`DeleteMessage failed (the message will be delivered again): ${errorMessage(err)}`, { cause: err })
       })
     }
     const actor = c.actor
-    const delivery: Delivery = {
-      actor,
-      body,
-      headers,
-      attempt,
-      redelivered: receives > 1,
-      ack: async () => {
-        settle()
-        await del()
-      },
-      retry: async (delayMs: number, info: RetryInfo) => {
-        if (!(delayMs > 0)) throw new AsyaError('ASYA_ERR_CONFIG_INVALID', `retry delay must be > 0 ms, got ${delayMs}`)
-        settle()
-        const seconds = Math.max(1, Math.ceil(delayMs / 1000))
-        if (seconds > MAX_DELAY_SECONDS && info.headers === undefined) {
-          // Longer than SQS can delay a send: keep the message invisible instead.
-          await this.client.send(
-            new ChangeMessageVisibilityCommand({ QueueUrl: url, ReceiptHandle: receiptHandle, VisibilityTimeout: Math.min(MAX_VISIBILITY_SECONDS, seconds) }),
-          )
-          return
-        }
-        const out: TransportHeaders = { ...headers, ...(info.headers ?? {}), [TRANSPORT_HEADERS.attempt]: String(attempt + 1), [TRANSPORT_HEADERS.reason]: info.reason }
-        if (info.error !== undefined) out[TRANSPORT_HEADERS.error] = info.error.slice(0, 1024)
-        // Attributes cannot change on an SQS message: the retry is a delayed copy, then a delete.
-        await this.send(actor, body, out, Math.min(MAX_DELAY_SECONDS, seconds))
-        await del()
-      },
-      deadLetter: async (info: DeadLetterInfo) => {
-        settle()
-        const out: TransportHeaders = {
-          ...headers,
-          [TRANSPORT_HEADERS.reason]: info.reason,
-          [TRANSPORT_HEADERS.attempts]: String(info.attempts ?? attempt),
-          [TRANSPORT_HEADERS.actor]: actor,
-        }
-        if (info.error !== undefined) out[TRANSPORT_HEADERS.error] = info.error.slice(0, 1024)
-        await this.send(`${actor}-dlq`, body, out)
-        await del()
-      },
-      release: async () => {
-        settle()
-        // A re-sent copy keeps the attempt number (a visibility reset would count a receive).
-        await this.send(actor, body, { ...headers, [TRANSPORT_HEADERS.attempt]: String(attempt) })
-        await del()
-      },
-    }
-    Promise.resolve()
-      .then(() => c.handler(delivery))
-      .catch((err: unknown) => {
-        this.logger?.error({ err: errorMessage(err), actor }, 'delivery handler threw; message made visible again')
-        if (!settled) {
-          settle()
+    const open = openDelivery(
+      { actor, body, headers, attempt, redelivered: receives > 1 },
+      {
+        ack: del,
+        retry: async (delayMs, out, info) => {
+          const seconds = Math.max(1, Math.ceil(delayMs / 1000))
+          if (seconds > MAX_DELAY_SECONDS && info.headers === undefined) {
+            // Longer than SQS can delay a send: keep the message invisible instead.
+            await this.client.send(
+              new ChangeMessageVisibilityCommand({ QueueUrl: url, ReceiptHandle: receiptHandle, VisibilityTimeout: Math.min(MAX_VISIBILITY_SECONDS, seconds) }),
+            )
+            return
+          }
+          // Attributes cannot change on an SQS message: the retry is a delayed copy, then a delete.
+          await this.send(actor, body, out, Math.min(MAX_DELAY_SECONDS, seconds))
+          await del()
+        },
+        deadLetter: async (out) => {
+          await this.send(dlqActor(actor), body, out)
+          await del()
+        },
+        release: async () => {
+          // A re-sent copy keeps the attempt number (a visibility reset would count a receive).
+          await this.send(actor, body, { ...headers, [HEADER.attempt]: String(attempt) })
+          await del()
+        },
+        giveBack: () => {
           void this.client.send(new ChangeMessageVisibilityCommand({ QueueUrl: url, ReceiptHandle: receiptHandle, VisibilityTimeout: 0 })).catch(() => undefined)
-        }
-      })
+        },
+        done: () => {
+          clearInterval(entry.timer)
+          this.unsettled.delete(entry)
+          c.inFlight--
+          c.wake?.()
+        },
+      },
+    )
+    runHandler(c.handler, open, this.logger)
   }
 
   async messageCount(actor: string): Promise<number> {
+    return (await this.inspectQueue(actor)).messages
+  }
+
+  async inspectQueue(actor: string): Promise<QueueStats> {
     let url: string
     try {
       url = await this.queueUrl(actor, true)
     } catch (err) {
-      if (isAsyaError(err, 'ASYA_ERR_TRANSPORT_UNROUTABLE')) throw new AsyaError('ASYA_ERR_TRANSPORT_QUEUE_MISSING', `no SQS queue ${queueName(actor)}`, { cause: err })
+      if (isAsyaError(err, 'ASYA_ERR_TRANSPORT_UNROUTABLE')) throw new errors.ASYA_ERR_TRANSPORT_QUEUE_MISSING(`SQS queue ${queueName(actor)}`, { cause: err })
       throw err
     }
-    const r = await this.client.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['ApproximateNumberOfMessages'] }))
-    return Number(r.Attributes?.ApproximateNumberOfMessages ?? '0')
+    const r = await this.client.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }))
+    const notVisible = r.Attributes?.ApproximateNumberOfMessagesNotVisible
+    // SQS knows no consumers: long pollers are not registered anywhere.
+    return { messages: Number(r.Attributes?.ApproximateNumberOfMessages ?? '0'), ...(notVisible !== undefined ? { inFlight: Number(notVisible) } : {}) }
   }
 
   async deleteQueue(actor: string): Promise<void> {

@@ -1,6 +1,6 @@
 /**
  * The Transport interface: what the sidecar, the controller, the prober and the demo need from a
- * message broker. Implementations: memory (local/dev/tests only), RabbitMQ, SQS. One conformance
+ * message broker. Implementations: memory (local/dev/tests only), RabbitMQ, SQS, NATS JetStream. One conformance
  * suite (test/transport/conformance.ts) runs against every implementation.
  *
  * Addressing is by *actor name*: actor `a` owns queue `asya-a` (see queueName()). Dead letters of
@@ -8,24 +8,10 @@
  * === dlqName('a')), so tools can consume a DLQ like any queue.
  */
 
-export type TransportName = 'memory' | 'rabbitmq' | 'sqs'
+import type { TransportName } from '../names.js'
 
 /** Transport-level metadata (AMQP headers / SQS message attributes), never part of the envelope. */
 export type TransportHeaders = Record<string, string>
-
-/** Header names the transports write on retried and dead-lettered messages. */
-export const TRANSPORT_HEADERS = {
-  /** 1-based attempt number of the next delivery. */
-  attempt: 'x-asya-attempt',
-  /** Why the message was retried or dead-lettered. */
-  reason: 'x-asya-reason',
-  /** Last error message. */
-  error: 'x-asya-error',
-  /** Attempts made before dead-lettering. */
-  attempts: 'x-asya-attempts',
-  /** Actor whose queue dead-lettered the message. */
-  actor: 'x-asya-actor',
-} as const
 
 export interface DeadLetterInfo {
   /** Machine-readable reason, e.g. `delivery_limit`, `parse_error`, `publish_failed`. */
@@ -96,6 +82,19 @@ export interface PublishOptions {
   headers?: TransportHeaders
 }
 
+/**
+ * What a queue holds right now, as far as the broker can tell. A field the transport cannot
+ * know is undefined (shown as `-` by `asya queues`), never a made-up 0.
+ */
+export interface QueueStats {
+  /** Messages ready for delivery (not in flight). */
+  messages: number
+  /** Delivered and not yet settled (RabbitMQ: unacked, from the management API; SQS: not visible). */
+  inFlight?: number
+  /** Consumers attached to the queue (SQS has no such notion). */
+  consumers?: number
+}
+
 export interface Transport {
   readonly name: TransportName
   /**
@@ -116,6 +115,11 @@ export interface Transport {
   consume(actor: string, handler: DeliveryHandler, options: ConsumeOptions): Promise<Subscription>
   /** Messages ready in the queue of `actor` (not in flight). For tests, the prober and tools. */
   messageCount(actor: string): Promise<number>
+  /**
+   * Depth, in-flight and consumers of the queue of `actor` (`asya queues`, `asya actors`).
+   * Rejects with ASYA_ERR_TRANSPORT_QUEUE_MISSING when there is no such queue.
+   */
+  inspectQueue(actor: string): Promise<QueueStats>
   /** Deletes the queue of `actor` (tests and queue-retention `delete`). */
   deleteQueue(actor: string): Promise<void>
   /** Stops consuming and closes connections. Unsettled deliveries return to their queue. */

@@ -5,6 +5,10 @@ let env: Env
 t.before(async () => {
   env = await startEnv()
 })
+// A failed test must not leave its controller running into the next one.
+t.afterEach(async () => {
+  await env.stopControllers()
+})
 t.teardown(async () => {
   await env.close()
 })

@@ -6,6 +6,10 @@ let env: Env
 t.before(async () => {
   env = await startEnv()
 })
+// A failed test must not leave its controller running into the next one.
+t.afterEach(async () => {
+  await env.stopControllers()
+})
 t.teardown(async () => {
   await env.close()
 })
@@ -119,6 +123,66 @@ t.test('two workloads claiming one actor: the later one is Conflict and not wire
   await c.stop()
 })
 
+t.test('one actor name in two namespaces: the second is Conflict (one queue per name) unless ASYA_SHARED_ACTOR_NAMES', async (t) => {
+  const [ns1, ns2] = [rid('ns'), rid('ns')]
+  const actor = rid('a')
+  const c = env.makeController()
+  c.start()
+  await createDeployment(ns1, 'one', actor)
+  await status(ns1, 'one', 'Ready')
+  await createDeployment(ns2, 'two', actor)
+  const a = await status(ns2, 'two', 'Conflict')
+  t.match(a['asya.sh/status-message'], new RegExp(`ASYA_ERR_ACTOR_CONFLICT: actor "${actor}" is already served by Deployment/one in namespace ${ns1}.*ASYA_SHARED_ACTOR_NAMES=true`))
+  t.equal(await getCustom(env.apis, ns2, 'scaledobjects', 'two'), undefined, 'the second is not wired')
+  t.equal((await annotations(env.apis, ns1, 'one'))['asya.sh/status'], 'Ready', 'the first keeps its actor')
+  await env.apis.apps.deleteNamespacedDeployment({ namespace: ns1, name: 'one' })
+  await status(ns2, 'two', 'Ready')
+  t.pass('the second takes over when the first goes')
+  await c.stop()
+
+  const shared = rid('a')
+  const s = env.makeController({ shareActorsAcrossNamespaces: true })
+  s.start()
+  await createDeployment(ns1, 'three', shared)
+  await createDeployment(ns2, 'four', shared)
+  await status(ns1, 'three', 'Ready')
+  await status(ns2, 'four', 'Ready')
+  t.pass('opted in: both serve the shared queue')
+  await s.stop()
+})
+
+t.test('queue-retention delete never deletes a queue holding messages: kept, reported, retried; force-delete deletes it', async (t) => {
+  const amqp = (await import('amqplib')).default
+  const { AMQP_URL } = await import('./helpers.js')
+  const conn = await amqp.connect(AMQP_URL)
+  t.teardown(() => conn.close())
+  const ns = rid('ns')
+  const [held, forced] = [rid('a'), rid('a')]
+  const c = env.makeController()
+  c.start()
+  await createDeployment(ns, 'held', held, { 'asya.sh/queue-retention': 'delete' })
+  await createDeployment(ns, 'forced', forced, { 'asya.sh/queue-retention': 'force-delete' })
+  await status(ns, 'held', 'Ready')
+  await status(ns, 'forced', 'Ready')
+  const ch = await conn.createConfirmChannel()
+  for (const a of [held, forced]) ch.sendToQueue(`asya-${a}`, Buffer.from('{"still":"here"}'), { persistent: true })
+  await ch.waitForConfirms()
+  await env.apis.apps.deleteNamespacedDeployment({ namespace: ns, name: 'held' })
+  await env.apis.apps.deleteNamespacedDeployment({ namespace: ns, name: 'forced' })
+  await waitFor('QueueRetained Event', async () => (await env.apis.core.listNamespacedEvent({ namespace: ns })).items.some((e) => e.reason === 'QueueRetained' && e.type === 'Warning'))
+  const ev = (await env.apis.core.listNamespacedEvent({ namespace: ns })).items.find((e) => e.reason === 'QueueRetained')
+  t.match(ev?.message, new RegExp(`asya-${held} not deleted: holds 1 messages`))
+  await waitFor('forced queue deleted', async () => (await env.check(`asya-${forced}`)) === undefined)
+  t.pass('force-delete: deleted with its message')
+  await new Promise((r) => setTimeout(r, 1000))
+  t.equal(await env.check(`asya-${held}`), 1, 'delete: the queue and its message are kept across retries')
+  await ch.purgeQueue(`asya-${held}`)
+  await waitFor('held queue deleted once empty', async () => (await env.check(`asya-${held}`)) === undefined, 30_000)
+  t.pass('deleted on a retry once empty')
+  await ch.close()
+  await c.stop()
+})
+
 t.test('invalid annotations: InvalidConfig naming the annotation, existing objects untouched, Warning event', async (t) => {
   const ns = rid('ns')
   const actor = rid('a')
@@ -166,6 +230,54 @@ t.test('an existing queue with other arguments is reported (QueueError, ASYA_ERR
   await c.stop()
 })
 
+t.test('quorum by default; an existing classic queue is used as it is, never re-created, reported once (status, Event, log)', async (t) => {
+  const amqp = (await import('amqplib')).default
+  const { AMQP_URL } = await import('./helpers.js')
+  const conn = await amqp.connect(AMQP_URL)
+  t.teardown(() => conn.close())
+  const ns = rid('ns')
+  const fresh = rid('a')
+  const legacy = rid('a')
+  for (const a of [fresh, legacy]) env.created.add(`asya-${a}`).add(`asya-${a}-dlq`)
+  const ch = await conn.createChannel()
+  // What an older Asya (or upstream) declared: classic, with a message waiting.
+  await ch.assertQueue(`asya-${legacy}`, { durable: true })
+  ch.sendToQueue(`asya-${legacy}`, Buffer.from('{"keep":"me"}'), { persistent: true })
+  await ch.close()
+  const c = env.makeController()
+  c.start()
+  await createDeployment(ns, 'fresh', fresh)
+  await createDeployment(ns, 'legacy', legacy)
+  await status(ns, 'fresh', 'Ready')
+  const a = await status(ns, 'legacy', 'Ready')
+  t.match(a['asya.sh/status-message'], new RegExp(`asya-${legacy} is a classic queue, ASYA_RABBITMQ_QUEUE_TYPE is quorum: used as it is, never re-created.*crash-loop detection off`), 'status says what it is and what is lost')
+  t.ok(await getCustom(env.apis, ns, 'scaledobjects', 'legacy'), 'and the actor is wired')
+  t.equal(await waitFor('message count', () => env.check(`asya-${legacy}`)), 1, 'the classic queue and its message are still there')
+  // The broker says which type a queue is: a quorum declaration of the fresh one is accepted as
+  // is, a classic one refused (406), and the other way round for the legacy queue.
+  const probe = async (queue: string, args: Record<string, unknown>): Promise<boolean> => {
+    const p = await conn.createChannel()
+    p.on('error', () => undefined)
+    try {
+      await p.assertQueue(queue, { durable: true, arguments: args })
+      await p.close()
+      return true
+    } catch {
+      return false
+    }
+  }
+  t.ok(await probe(`asya-${fresh}-dlq`, { 'x-queue-type': 'quorum' }), 'new DLQ is a quorum queue')
+  t.notOk(await probe(`asya-${fresh}`, {}), 'new actor queue is not a plain classic queue')
+  t.ok(await probe(`asya-${legacy}`, { 'x-queue-type': 'classic' }), 'legacy queue still classic')
+  c.resyncNow()
+  await new Promise((r) => setTimeout(r, 1500))
+  const events = (await env.apis.core.listNamespacedEvent({ namespace: ns })).items.filter((e) => e.reason === 'QueueTypeMismatch')
+  t.equal(events.length, 1, 'one QueueTypeMismatch Event, also after a resync')
+  t.equal(events[0]?.type, 'Warning')
+  t.equal(events[0]?.involvedObject.name, 'legacy')
+  await c.stop()
+})
+
 t.test('StatefulSets are actors too; a repeated event is aggregated (count 2)', async (t) => {
   const ns = rid('ns')
   const actor = rid('a')
@@ -198,5 +310,29 @@ t.test('StatefulSets are actors too; a repeated event is aggregated (count 2)', 
     return list.items.find((e) => e.reason === 'InvalidConfig' && e.count === 2)
   })
   t.equal(ev.involvedObject.kind, 'StatefulSet')
+  await c.stop()
+})
+
+t.test('end-actor queues exist with no end actor labelled, come back on resync, and survive queue-retention=delete', async (t) => {
+  const ns = rid('ns')
+  const happy = rid('happy')
+  const error = rid('error')
+  for (const a of [happy, error]) env.created.add(`asya-${a}`).add(`asya-${a}-dlq`)
+  const c = env.makeController({ endActors: [happy, error], resyncMs: 300 })
+  c.start()
+  for (const q of [happy, error]) {
+    await waitFor(`asya-${q} + DLQ`, async () => (await env.check(`asya-${q}`)) !== undefined && (await env.check(`asya-${q}-dlq`)) !== undefined)
+  }
+  t.pass('asya-<happy-end>, asya-<error-end> and their DLQs exist before any end actor is labelled')
+  await env.deleteQueue(`asya-${happy}`)
+  await waitFor('re-created on resync', async () => (await env.check(`asya-${happy}`)) !== undefined)
+  t.pass('a vanished end-actor queue is re-created on resync')
+
+  await createDeployment(ns, 'happy', happy, { 'asya.sh/queue-retention': 'delete' })
+  await status(ns, 'happy', 'Ready')
+  await env.apis.apps.deleteNamespacedDeployment({ namespace: ns, name: 'happy' })
+  await waitFor('ScaledObject removed', async () => (await getCustom(env.apis, ns, 'scaledobjects', 'happy')) === undefined)
+  await new Promise((r) => setTimeout(r, 500))
+  t.equal(await env.check(`asya-${happy}`), 0, 'end-actor queue kept despite queue-retention=delete')
   await c.stop()
 })

@@ -48,6 +48,8 @@ export interface Env {
   check(queue: string): Promise<number | undefined>
   deleteQueue(queue: string): Promise<void>
   makeController(extra?: Partial<ControllerOptions>): Controller
+  /** Stops every controller made so far (afterEach: a failed test must not leave one running into the next). */
+  stopControllers(): Promise<void>
   created: Set<string>
   close(): Promise<void>
 }
@@ -103,10 +105,15 @@ export async function startEnv(): Promise<Env> {
         registry: new Registry(),
         logger: silentLogger,
         backoff: { initialMs: 50, maxMs: 500 },
+        // The shared broker: end-actor queues only where a test names its own.
+        endActors: [],
         ...extra,
       })
       controllers.push(c)
       return c
+    },
+    stopControllers: async () => {
+      for (const c of controllers.splice(0)) await c.stop().catch(() => undefined)
     },
     close: async () => {
       for (const c of controllers) await c.stop().catch(() => undefined)

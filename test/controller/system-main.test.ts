@@ -22,7 +22,8 @@ t.teardown(async () => {
 t.test('system process: reads env config, leads, wires a workload, serves metrics, stops', async (t) => {
   const ns = rid('ns')
   const actor = rid('a')
-  env.created.add(`asya-${actor}`).add(`asya-${actor}-dlq`)
+  const [happy, error] = [rid('happy'), rid('error')]
+  for (const a of [actor, happy, error]) env.created.add(`asya-${a}`).add(`asya-${a}-dlq`)
   const sys = await startSystem({
     kubeConfig: env.kube.kubeConfig,
     logger: silentLogger,
@@ -35,8 +36,15 @@ t.test('system process: reads env config, leads, wires a workload, serves metric
       ASYA_LEASE_DURATION: '2s',
       ASYA_LEASE_RENEW_DEADLINE: '1s',
       ASYA_LEASE_RETRY_PERIOD: '200ms',
+      ASYA_ACTOR_HAPPY_END: happy,
+      ASYA_ACTOR_ERROR_END: error,
     },
   })
+  for (const q of [happy, error]) {
+    // No end-actor workload exists: the queues are there anyway, so results are never unroutable.
+    await waitFor(`asya-${q} and its DLQ`, async () => (await env.check(`asya-${q}`)) !== undefined && (await env.check(`asya-${q}-dlq`)) !== undefined)
+  }
+  t.pass('end-actor queues and DLQs created with no end actor labelled')
   await env.apis.apps.createNamespacedDeployment({ namespace: ns, body: deployment(ns, 'm', actor) })
   await waitFor('Ready', async () => (await annotations(env.apis, ns, 'm'))['asya.sh/status'] === 'Ready')
   t.ok(sys.isLeader(), 'the only replica leads')

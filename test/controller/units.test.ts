@@ -1,9 +1,11 @@
 import t from 'tap'
 import { WorkQueue } from '../../src/controller/work-queue.js'
 import { buildScaledObject, buildTriggerAuth, matches, nameProblems, type ScalerConfig, type WorkloadRef } from '../../src/controller/keda.js'
-import { readWorkloadSettings } from '../../src/controller/settings.js'
+import { parseWorkloadAnnotations } from '../../src/annotations.js'
 import { actorOwner } from '../../src/controller/workload.js'
 import { amqpUrl } from '../../src/transport/rabbitmq-transport.js'
+import { readControllerTransports } from '../../src/controller/config.js'
+import { natsScalerConfig } from '../../src/controller/setup.js'
 
 const ref: WorkloadRef = { kind: 'Deployment', namespace: 'ns1', name: 'echo', uid: 'u-1' }
 const scaling = { minReplicas: 0, maxReplicas: 50, queueLength: 5, pollingInterval: 10, cooldownPeriod: 60 }
@@ -95,6 +97,48 @@ t.test('ScaledObject for SQS: aws-sqs-queue trigger with in-flight scaling; iden
   t.same(buildTriggerAuth(ref, 'a', pod)?.spec, { podIdentity: { provider: 'aws' } })
 })
 
+t.test('ScaledObject for NATS: nats-jetstream trigger from the system env; a credentials Secret moves the monitoring endpoint (and the account, with its key) into a TriggerAuthentication', async (t) => {
+  const scalerOf = (env: Record<string, string>): ScalerConfig => {
+    const nats = readControllerTransports({ ASYA_TRANSPORT: 'nats', ASYA_NATS_URL: 'nats://nats.nats.svc:4222', ...env }).nats
+    if (!nats) throw new Error('no NATS settings')
+    return { transport: 'nats', nats: natsScalerConfig(nats) }
+  }
+  const plain = scalerOf({ ASYA_NATS_ACCOUNT: 'APP' })
+  const trig = (buildScaledObject(ref, 'echo-actor', scaling, plain).spec as Record<string, any>).triggers[0]
+  t.same(trig, {
+    type: 'nats-jetstream',
+    metadata: { natsServerMonitoringEndpoint: 'nats.nats.svc:8222', account: 'APP', stream: 'ASYA', consumer: 'asya-echo-actor', lagThreshold: '5', useHttps: 'false' },
+  })
+  t.equal(buildTriggerAuth(ref, 'echo-actor', plain), undefined, 'no Secret: no TriggerAuthentication')
+
+  // The user Secret of the sidecars doubles as the monitoring Secret unless another one is named.
+  const withUser = scalerOf({ ASYA_NATS_CREDENTIALS_SECRET: 'asya-nats' })
+  const so = buildScaledObject(ref, 'echo-actor', scaling, withUser).spec as Record<string, any>
+  t.equal(so.triggers[0].metadata.natsServerMonitoringEndpoint, undefined, 'the endpoint is not in the ScaledObject')
+  t.equal(so.triggers[0].metadata.account, '$G', 'the account stays in the trigger without an account key')
+  t.same(so.triggers[0].authenticationRef, { name: 'echo-trigger-auth' })
+  t.same(buildTriggerAuth(ref, 'echo-actor', withUser)?.spec, { secretTargetRef: [{ parameter: 'natsServerMonitoringEndpoint', name: 'asya-nats', key: 'natsServerMonitoringEndpoint' }] })
+
+  const separate = scalerOf({
+    ASYA_NATS_CREDENTIALS_SECRET: 'asya-nats',
+    ASYA_NATS_MONITORING_SECRET: 'nats-monitoring',
+    ASYA_NATS_MONITORING_SECRET_ENDPOINT_KEY: 'endpoint',
+    ASYA_NATS_MONITORING_SECRET_ACCOUNT_KEY: 'account',
+  })
+  const meta = (buildScaledObject(ref, 'echo-actor', scaling, separate).spec as Record<string, any>).triggers[0].metadata
+  t.notOk('natsServerMonitoringEndpoint' in meta || 'account' in meta, 'endpoint and account both from the Secret')
+  const ta = buildTriggerAuth(ref, 'echo-actor', separate)
+  t.equal(ta?.kind, 'TriggerAuthentication')
+  t.equal(ta?.metadata.name, 'echo-trigger-auth')
+  t.equal(ta?.metadata.ownerReferences?.[0]?.name, 'echo', 'owned by the workload (goes with it)')
+  t.same(ta?.spec, {
+    secretTargetRef: [
+      { parameter: 'natsServerMonitoringEndpoint', name: 'nats-monitoring', key: 'endpoint' },
+      { parameter: 'account', name: 'nats-monitoring', key: 'account' },
+    ],
+  })
+})
+
 t.test('matches() ignores server-added fields but sees spec drift', async (t) => {
   const so = buildScaledObject(ref, 'a', scaling, rabbit)
   const observed = JSON.parse(JSON.stringify(so))
@@ -113,18 +157,18 @@ t.test('names longer than KEDA allows are reported, never truncated', async (t) 
 })
 
 t.test('settings: defaults, values, and every invalid annotation named', async (t) => {
-  const d = readWorkloadSettings({}, {}, 'rabbitmq')
-  t.same(d.settings, { transport: 'rabbitmq', scaling: 'keda', minReplicas: 0, maxReplicas: 50, queueLength: 5, pollingInterval: 10, cooldownPeriod: 60, queueRetention: 'retain' })
-  const v = readWorkloadSettings({ 'asya.sh/max-replicas': '3', 'asya.sh/scaling': 'off', 'asya.sh/queue-retention': 'delete' }, { 'asya.sh/transport': 'sqs' }, 'rabbitmq')
-  t.equal(v.settings?.maxReplicas, 3)
-  t.equal(v.settings?.transport, 'sqs')
-  t.equal(v.settings?.scaling, 'off')
-  const bad = readWorkloadSettings({ 'asya.sh/max-replicas': 'many', 'asya.sh/queue-retention': 'forever' }, {}, 'rabbitmq')
-  t.equal(bad.settings, undefined)
+  const d = parseWorkloadAnnotations({}, {}, 'rabbitmq')
+  t.same(d.value, { transport: 'rabbitmq', scaling: 'keda', minReplicas: 0, maxReplicas: 50, queueLength: 5, pollingInterval: 10, cooldownPeriod: 60, queueRetention: 'retain' })
+  const v = parseWorkloadAnnotations({ 'asya.sh/max-replicas': '3', 'asya.sh/scaling': 'off', 'asya.sh/queue-retention': 'delete' }, { 'asya.sh/transport': 'sqs' }, 'rabbitmq')
+  t.equal(v.value?.maxReplicas, 3)
+  t.equal(v.value?.transport, 'sqs')
+  t.equal(v.value?.scaling, 'off')
+  const bad = parseWorkloadAnnotations({ 'asya.sh/max-replicas': 'many', 'asya.sh/queue-retention': 'forever' }, {}, 'rabbitmq')
+  t.equal(bad.value, undefined)
   t.equal(bad.problems.length, 2)
-  t.match(bad.problems[0], /asya\.sh\/max-replicas/)
-  t.match(bad.problems[1], /asya\.sh\/queue-retention.*retain, delete/)
-  t.match(readWorkloadSettings({ 'asya.sh/min-replicas': '5', 'asya.sh/max-replicas': '2' }, {}, 'rabbitmq').problems[0], /min-replicas/)
+  t.match(bad.problems[0]?.message, /asya\.sh\/max-replicas/)
+  t.match(bad.problems[1]?.message, /asya\.sh\/queue-retention.*retain, delete/)
+  t.match(parseWorkloadAnnotations({ 'asya.sh/min-replicas': '5', 'asya.sh/max-replicas': '2' }, {}, 'rabbitmq').problems[0]?.message, /min-replicas/)
 })
 
 t.test('actor owner: oldest creationTimestamp wins, then name; deleting workloads never win', async (t) => {
@@ -135,6 +179,18 @@ t.test('actor owner: oldest creationTimestamp wins, then name; deleting workload
   t.equal(actorOwner([mk('b', '2024-01-02'), mk('a', '2024-01-03')])?.workload.metadata?.name, 'b')
   t.equal(actorOwner([mk('b', '2024-01-02'), mk('a', '2024-01-02')])?.workload.metadata?.name, 'a')
   t.equal(actorOwner([mk('b', '2024-01-01', true), mk('a', '2024-01-02')])?.workload.metadata?.name, 'a')
+  // creationTimestamp has one-second resolution: in a tie the workload already wired keeps the actor.
+  const wiredAs = (name: string, ts: string, actor: string, wired?: string) => ({
+    kind: 'Deployment' as const,
+    workload: {
+      metadata: { name, creationTimestamp: new Date(ts), ...(wired ? { annotations: { 'asya.sh/wired': wired } } : {}) },
+      spec: { selector: {}, template: { metadata: { labels: { 'asya.sh/actor': actor } } } },
+    },
+  })
+  t.equal(actorOwner([wiredAs('a', '2024-01-02', 'x'), wiredAs('b', '2024-01-02', 'x', 'rabbitmq:x')])?.workload.metadata?.name, 'b', 'tie: the wired one wins')
+  t.equal(actorOwner([wiredAs('b', '2024-01-02', 'x', 'rabbitmq:x'), wiredAs('a', '2024-01-02', 'x')])?.workload.metadata?.name, 'b', 'in either order')
+  t.equal(actorOwner([wiredAs('a', '2024-01-02', 'x'), wiredAs('b', '2024-01-02', 'x', 'rabbitmq:y')])?.workload.metadata?.name, 'a', 'wired for another actor is no claim')
+  t.equal(actorOwner([wiredAs('b', '2024-01-01', 'x'), wiredAs('a', '2024-01-02', 'x', 'rabbitmq:x')])?.workload.metadata?.name, 'b', 'older still wins')
 })
 
 t.test('AMQP URL escapes credentials', async (t) => {

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { parseEnvelope, envelopeProblem, queueName, dlqName, isValidActorName } from '../../src/envelope.js'
+import { parseEnvelope, envelopeProblem } from '../../src/envelope.js'
+import { queueName, dlqName, isValidActorName } from '../../src/names.js'
 import { isAsyaError } from '../../src/errors.js'
 
 const valid = { id: 'e1', route: { actors: ['a', 'b'], current: 0 }, payload: null }
@@ -34,7 +35,8 @@ t.test('names the broken rule for invalid envelopes', async (t) => {
     [{ ...valid, id: '' }, /"id"/],
     [{ ...valid, id: 5 }, /"id"/],
     [{ ...valid, route: { actors: [], current: 0 } }, /route.actors/],
-    [{ ...valid, route: { actors: ['a'], current: 2 } }, /route.current/],
+    [{ ...valid, route: { actors: ['a'], current: -1 } }, /route.current/],
+    [{ ...valid, route: { actors: ['a'], current: '0' } }, /route.current/],
     [{ ...valid, route: { actors: ['a'], current: 0.5 } }, /route.current/],
     [{ ...valid, route: { actors: ['happy-end'], current: 0 } }, /end actor/],
     [{ ...valid, route: { actors: ['Bad_Name'], current: 0 } }, /DNS-1123/],
@@ -46,6 +48,7 @@ t.test('names the broken rule for invalid envelopes', async (t) => {
     t.throws(() => parseEnvelope(JSON.stringify(value)), { code: 'ASYA_ERR_ENVELOPE_INVALID' })
   }
   t.equal(envelopeProblem({ ...valid, route: { actors: ['a'], current: 1 } }), undefined, 'current == len is valid')
+  t.equal(envelopeProblem({ ...valid, route: { actors: ['a'], current: 6 } }), undefined, 'current past the end is valid: the route is done (SPEC §2)')
 })
 
 t.test('queue names follow SPEC §3', async (t) => {

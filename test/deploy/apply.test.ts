@@ -22,6 +22,13 @@ import { startKubeApiServer, type KObj } from '../k8s/kube-api-server.js'
 import { RABBITMQ_MANAGEMENT, RABBITMQ_URL } from '../support/rabbitmq.js'
 import { SQS_TEST_CREDENTIALS, startSqsServer } from '../support/sqs-server.js'
 import { ListQueuesCommand, SQSClient } from '@aws-sdk/client-sqs'
+import { createTransport } from '../../src/transport/create-transport.js'
+import { readSidecarConfig } from '../../sidecar/config.js'
+import { Sidecar } from '../../sidecar/sidecar.js'
+import { startS3Server } from '../support/s3-server.js'
+
+const s3 = await startS3Server()
+t.teardown(() => s3.stop())
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const run = promisify(execFile)
@@ -89,6 +96,8 @@ t.test('request attributes', async (t) => {
 interface Transport {
   /** Env that points the system process at the local broker instead of the in-cluster one. */
   env: Record<string, string>
+  /** Names of the end actors in this run (the broker may be shared with other tests). */
+  ends: [string, string]
   /** The actor's queue and DLQ exist on the broker. */
   queuesExist(actor: string): Promise<boolean>
   cleanup(actor: string): Promise<void>
@@ -96,8 +105,17 @@ interface Transport {
 
 async function rabbitmq(): Promise<Transport> {
   const exchange = `asya-deploy-${randomBytes(4).toString('hex')}`
+  // The broker is shared with other tests: end actors of our own.
+  const ends: [string, string] = [`happy-${randomBytes(3).toString('hex')}`, `error-${randomBytes(3).toString('hex')}`]
   return {
-    env: { ASYA_RABBITMQ_HOST: '127.0.0.1', ASYA_RABBITMQ_MANAGEMENT_URL: RABBITMQ_MANAGEMENT, ASYA_RABBITMQ_EXCHANGE: exchange },
+    ends,
+    env: {
+      ASYA_RABBITMQ_HOST: '127.0.0.1',
+      ASYA_RABBITMQ_MANAGEMENT_URL: RABBITMQ_MANAGEMENT,
+      ASYA_RABBITMQ_EXCHANGE: exchange,
+      ASYA_ACTOR_HAPPY_END: ends[0],
+      ASYA_ACTOR_ERROR_END: ends[1],
+    },
     async queuesExist(actor) {
       const conn = await amqp.connect(RABBITMQ_URL)
       try {
@@ -114,7 +132,7 @@ async function rabbitmq(): Promise<Transport> {
     async cleanup(actor) {
       const conn = await amqp.connect(RABBITMQ_URL)
       const ch = await conn.createChannel()
-      for (const q of [`asya-${actor}`, `asya-${actor}-dlq`]) await ch.deleteQueue(q)
+      for (const a of [actor, ...ends]) for (const q of [`asya-${a}`, `asya-${a}-dlq`]) await ch.deleteQueue(q)
       await ch.deleteExchange(exchange)
       await conn.close()
     },
@@ -124,8 +142,10 @@ async function rabbitmq(): Promise<Transport> {
 async function sqs(): Promise<Transport> {
   const server = await startSqsServer()
   const client = new SQSClient({ endpoint: server.endpoint, region: server.region, credentials: SQS_TEST_CREDENTIALS })
+  const ends: [string, string] = [`happy-${randomBytes(3).toString('hex')}`, `error-${randomBytes(3).toString('hex')}`]
   return {
-    env: { ASYA_SQS_ENDPOINT: server.endpoint },
+    ends,
+    env: { ASYA_SQS_ENDPOINT: server.endpoint, ASYA_ACTOR_HAPPY_END: ends[0], ASYA_ACTOR_ERROR_END: ends[1] },
     async queuesExist(actor) {
       const { QueueUrls = [] } = await client.send(new ListQueuesCommand({ QueueNamePrefix: `asya-${actor}` }))
       const names = QueueUrls.map((u) => u.split('/').pop())
@@ -138,7 +158,80 @@ async function sqs(): Promise<Transport> {
   }
 }
 
-async function runOverlay(t: Test, overlay: string, transport: Transport, checks: (so: KObj, sidecarEnv: Record<string, string>) => void): Promise<void> {
+/** The shipped end-actor Deployments under this run's end-actor names. */
+function relabelEndActor(o: KObj, ends: [string, string]): KObj {
+  const labels = (o.spec as { template?: { metadata?: { labels?: Record<string, string> } } } | undefined)?.template?.metadata?.labels
+  const actor = labels?.['asya.sh/actor']
+  if (o.kind !== 'Deployment' || (actor !== 'happy-end' && actor !== 'error-end')) return o
+  const d = structuredClone(o) as KObj & { spec: { template: { metadata: { labels: Record<string, string> }; spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } } } }
+  const name = actor === 'happy-end' ? ends[0] : ends[1]
+  d.spec.template.metadata.labels['asya.sh/actor'] = name
+  for (const e of d.spec.template.spec.containers[0]?.env ?? []) if (e.name === 'ASYA_ACTOR_NAME') e.value = name
+  return d
+}
+
+/**
+ * The end actors as applied: the controller wired them (queue, DLQ, ScaledObject never below one
+ * replica); a sidecar started from the applied Deployment's own environment (ConfigMaps, env;
+ * only broker and storage addresses are the local ones) consumes a finished envelope from its
+ * queue and persists it.
+ */
+async function checkEndActors(t: Test, api: Awaited<ReturnType<typeof startKubeApiServer>>, transport: Transport, overlay: string): Promise<void> {
+  const [happy, error] = transport.ends
+  for (const [actor, name] of [
+    [happy, 'asya-happy-end'],
+    [error, 'asya-error-end'],
+  ] as const) {
+    const so = await waitFor(`ScaledObject ${name}`, () => api.get('scaledobjects', 'asya-system', name, 'keda.sh'))
+    t.ok(((so.spec as { minReplicaCount?: number }).minReplicaCount ?? 0) >= 1, `${name}: ScaledObject never scales to zero`)
+    t.ok(await transport.queuesExist(actor), `${name}: queue asya-${actor} and its DLQ on the broker`)
+    t.ok(api.get('poddisruptionbudgets', 'asya-system', name, 'policy'), `${name}: PDB`)
+  }
+  const dep = api.get('deployments', 'asya-system', 'asya-happy-end', 'apps') as KObj & {
+    spec: { template: { spec: { containers: Array<{ name: string; env?: Array<{ name: string; value?: string; valueFrom?: unknown }>; envFrom?: Array<{ configMapRef?: { name: string }; secretRef?: { name: string } }> }> } } }
+  }
+  const c = dep.spec.template.spec.containers
+  t.same(c.map((x) => x.name), ['asya-sidecar'], 'the end actor is the sidecar image alone')
+  // The environment as the kubelet assembles it: envFrom in order, then env (Secrets: local stand-ins).
+  const env: Record<string, string> = {}
+  for (const ref of c[0]?.envFrom ?? []) {
+    if (ref.configMapRef) Object.assign(env, (api.get('configmaps', 'asya-system', ref.configMapRef.name)?.data ?? {}) as Record<string, string>)
+  }
+  for (const e of c[0]?.env ?? []) if (e.value !== undefined) env[e.name] = e.value
+  if (overlay === 'overlays/gateway') t.equal(env.ASYA_GATEWAY_URL, 'http://asya-gateway-internal.asya-system.svc:8081', 'the end actors report to the gateway\'s internal listener (security on)')
+  const bucket = `deploy-${randomBytes(3).toString('hex')}`
+  await s3.createBucket(bucket)
+  const sidecarEnv: Record<string, string> = { ...env, ...transport.env, ...s3.env(bucket), ASYA_METRICS_ADDR: '127.0.0.1:0', ASYA_LOG_LEVEL: 'silent' }
+  delete sidecarEnv.ASYA_GATEWAY_URL // no gateway runs in this test
+  const config = readSidecarConfig(sidecarEnv)
+  t.equal(config.runtimeEnabled, false, 'no runtime')
+  t.equal(config.isEndActor, true, 'an end actor')
+  const tr = await createTransport(config.transport, {})
+  const sidecar = new Sidecar({ config, transport: tr, logger: createLogger('deploy-end', { level: 'silent' }), serveHttp: false })
+  await sidecar.start()
+  try {
+    const publisher = await createTransport(config.transport, {})
+    await publisher.connect()
+    const id = `deploy-${randomBytes(4).toString('hex')}`
+    // What an actor publishes when its route is done.
+    await publisher.publish(happy, Buffer.from(JSON.stringify({ id, route: { actors: ['classify'], current: 1 }, payload: { label: 'ok' } })))
+    await publisher.close()
+    const keys = await waitFor('the finished envelope persisted by the end actor', async () => {
+      const k = await s3.list(bucket)
+      return k.length > 0 ? k : undefined
+    })
+    t.match(keys[0] ?? '', new RegExp(`^happy-asya/.+/classify/${id}\\.json$`), 'consumed from its queue and persisted under the shipped prefix')
+  } finally {
+    await sidecar.stop()
+  }
+}
+
+async function runOverlay(
+  t: Test,
+  overlay: string,
+  transport: Transport,
+  checks: (so: KObj, sidecarEnv: Record<string, string>, api: Awaited<ReturnType<typeof startKubeApiServer>>) => void,
+): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'asya-deploy-'))
   const api = await startKubeApiServer()
   const actor = `deploy-${randomBytes(4).toString('hex')}`
@@ -159,7 +252,7 @@ async function runOverlay(t: Test, overlay: string, transport: Transport, checks
     await transport.cleanup(actor)
   })
 
-  const system = render(overlay)
+  const system = render(overlay).map((o) => relabelEndActor(o, transport.ends))
   t.match(await kubectl(['apply', '--validate=false'], system), /deployment.apps\/asya-system (created|configured)/, `kubectl apply of the rendered ${overlay}`)
   const role = system.filter((o) => o.kind === 'ClusterRole').flatMap((o) => o.rules as Rule[])
   const nsRole = system.filter((o) => o.kind === 'Role').flatMap((o) => o.rules as Rule[])
@@ -201,7 +294,7 @@ async function runOverlay(t: Test, overlay: string, transport: Transport, checks
     },
   })
   stopSystem = () => sys.stop()
-  const service = (system.find((o) => o.kind === 'Service') as KObj).metadata
+  const service = (system.find((o) => o.kind === 'Service' && o.metadata.name === 'asya-webhook') as KObj).metadata
   const port = new URL(sys.webhookUrl ?? '').port
   api.setServiceHost(`${service.name}.${service.namespace}.svc:443`, `127.0.0.1:${port}`)
 
@@ -235,7 +328,8 @@ async function runOverlay(t: Test, overlay: string, transport: Transport, checks
   t.equal((so.spec as { maxReplicaCount: number }).maxReplicaCount, 10, 'asya.sh/max-replicas from the example patch')
   t.ok(await transport.queuesExist(actor), 'the controller declared the actor queue and its DLQ on the broker')
   const sidecarEnv = Object.fromEntries(((sidecar as { env?: Array<{ name: string; value?: string }> } | undefined)?.env ?? []).map((e) => [e.name, e.value ?? '<ref>']))
-  checks(so, sidecarEnv)
+  checks(so, sidecarEnv, api)
+  await checkEndActors(t, api, transport, overlay)
   await waitFor('asya.sh/status Ready', () => api.get('deployments', ns, deployName, 'apps')?.metadata.annotations?.['asya.sh/status'] === 'Ready')
 
   // The webhook's own namespace is excluded by the applied namespaceSelector.
@@ -294,5 +388,18 @@ t.test('sqs overlay applied with kubectl runs: SQS queues, aws-sqs-queue trigger
     t.match(trigger?.metadata.queueURL ?? '', /123456789012/, 'account from the overlay in the queue URL')
     t.equal(env.ASYA_TRANSPORT, 'sqs', 'sidecar on SQS')
     t.equal(env.ASYA_AWS_REGION, 'eu-west-1')
+  })
+})
+
+t.test('gateway overlay applied with kubectl: gateway Deployment, Service, PDB, tools ConfigMap, PodMonitor; every injected sidecar reports to it', async (t) => {
+  await runOverlay(t, 'overlays/gateway', await rabbitmq(), (_so, env, api) => {
+    t.equal(env.ASYA_GATEWAY_URL, 'http://asya-gateway-internal.asya-system.svc:8081', 'the injected sidecar reports to the gateway\'s internal listener (security on)')
+    const dep = api.get('deployments', 'asya-system', 'asya-gateway', 'apps') as (KObj & { spec: { replicas: number } }) | undefined
+    t.ok(dep && dep.spec.replicas >= 2, 'gateway Deployment with ≥ 2 replicas')
+    t.ok(api.get('services', 'asya-system', 'asya-gateway'), 'gateway Service')
+    t.ok(api.get('poddisruptionbudgets', 'asya-system', 'asya-gateway', 'policy'), 'gateway PDB')
+    t.ok(api.get('podmonitors', 'asya-system', 'asya-gateway', 'monitoring.coreos.com'), 'gateway PodMonitor')
+    t.ok(api.get('networkpolicies', 'asya-system', 'asya-gateway', 'networking.k8s.io'), 'NetworkPolicy of the internal listener')
+    t.ok(api.list('configmaps', 'asya-system').some((c) => c.metadata.name.startsWith('asya-gateway-tools-')), 'tools ConfigMap')
   })
 })

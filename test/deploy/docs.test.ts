@@ -17,7 +17,7 @@ function tsFiles(dir: string): string[] {
   })
 }
 
-const sources = [...tsFiles('src'), ...tsFiles('sidecar'), ...tsFiles('webhook')].map((f) => ({ f, text: readFileSync(join(root, f), 'utf8') }))
+const sources = [...tsFiles('src'), ...tsFiles('sidecar'), ...tsFiles('webhook'), ...tsFiles('gateway')].map((f) => ({ f, text: readFileSync(join(root, f), 'utf8') }))
 
 t.test('every ASYA_* variable read by a component is in docs/configuration.md', async (t) => {
   const doc = readFileSync(join(root, 'docs/configuration.md'), 'utf8')

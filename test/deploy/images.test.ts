@@ -52,5 +52,38 @@ async function startAndStop(t: Test, name: string, extraEnv: Record<string, stri
 t.test('compiled entrypoints of the images start and stop cleanly', async (t) => {
   execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json'), '--outDir', outDir], { cwd: root, stdio: 'inherit' })
   await startAndStop(t, 'system.Dockerfile', { ASYA_WEBHOOK_ENABLED: 'false', ASYA_CONTROLLER_ENABLED: 'false' })
+  await startGatewayImage(t)
   await startAndStop(t, 'sidecar.Dockerfile', { ASYA_ACTOR_NAME: `img-${randomBytes(3).toString('hex')}`, ASYA_TRANSPORT: 'memory', ASYA_SOCKET_DIR: join(outDir, 'sock') })
 })
+
+/** The gateway image: GET /health, POST /mcp answered by the compiled MCP endpoint, SIGTERM → 0. */
+async function startGatewayImage(t: Test): Promise<void> {
+  const { entry } = dockerfile('gateway.Dockerfile')
+  const script = join(outDir, (entry[1] as string).replace(/^dist\//, ''))
+  const child = spawn(process.execPath, [script], {
+    cwd: root,
+    env: { PATH: process.env.PATH ?? '', ASYA_TRANSPORT: 'memory', ASYA_GATEWAY_PORT: '0', ASYA_GATEWAY_HOST: '127.0.0.1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()))
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString()
+      const m = /"port":(\d+)[^\n]*gateway listening/.exec(out)
+      if (m) resolve(Number(m[1]))
+    })
+    void exited.then((code) => reject(new Error(`gateway exited ${String(code)} before listening: ${out}`)))
+  })
+  t.equal((await fetch(`http://127.0.0.1:${port}/health`)).status, 200, 'gateway.Dockerfile: /health answers')
+  const init = await fetch(`http://127.0.0.1:${port}/mcp`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: '*/*' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2024-11-05', capabilities: {}, clientInfo: { name: 'image-test', version: '1' } } }),
+  })
+  t.equal(init.status, 200, 'gateway.Dockerfile: the compiled MCP endpoint answers initialize')
+  t.ok(init.headers.get('mcp-session-id'), 'with a session id')
+  child.kill('SIGTERM')
+  t.equal(await exited, 0, 'gateway.Dockerfile: SIGTERM → exit 0')
+}

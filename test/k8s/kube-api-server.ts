@@ -18,6 +18,9 @@
  *   certificate is verified against caBundle, timeoutSeconds and failurePolicy are honoured,
  *   and the returned JSON Patch is applied
  * - fault injection: failNext(status, match) answers the next matching request with an error
+ * - pod proxy (GET /api/v1/namespaces/<ns>/pods/<pod>[:<port>]/proxy/<path>): forwarded to the
+ *   address registered with setPodHost (test pods have no IP); 503 ServiceUnavailable otherwise,
+ *   as the API server answers for a pod it cannot reach
  */
 import { randomBytes, randomUUID, createHash } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
@@ -63,8 +66,10 @@ export const RESOURCES: ResourceDef[] = [
   { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true },
   { group: 'admissionregistration.k8s.io', version: 'v1', plural: 'mutatingwebhookconfigurations', kind: 'MutatingWebhookConfiguration', namespaced: false },
   { group: 'keda.sh', version: 'v1alpha1', plural: 'scaledobjects', kind: 'ScaledObject', namespaced: true },
+  { group: 'monitoring.coreos.com', version: 'v1', plural: 'podmonitors', kind: 'PodMonitor', namespaced: true },
   { group: 'keda.sh', version: 'v1alpha1', plural: 'triggerauthentications', kind: 'TriggerAuthentication', namespaced: true },
   { group: 'policy', version: 'v1', plural: 'poddisruptionbudgets', kind: 'PodDisruptionBudget', namespaced: true },
+  { group: 'networking.k8s.io', version: 'v1', plural: 'networkpolicies', kind: 'NetworkPolicy', namespaced: true },
   { group: 'rbac.authorization.k8s.io', version: 'v1', plural: 'clusterroles', kind: 'ClusterRole', namespaced: false },
   { group: 'rbac.authorization.k8s.io', version: 'v1', plural: 'clusterrolebindings', kind: 'ClusterRoleBinding', namespaced: false },
   { group: 'rbac.authorization.k8s.io', version: 'v1', plural: 'roles', kind: 'Role', namespaced: true },
@@ -108,6 +113,8 @@ export interface KubeApiServer {
   compactHistory(): void
   /** Maps a Service host (`svc.ns.svc:port`) to a local address for admission calls. */
   setServiceHost(service: string, hostPort: string): void
+  /** Where the pod proxy forwards `<ns>/<pod>:<port>` (a local `host:port`). */
+  setPodHost(namespace: string, pod: string, port: number, hostPort: string): void
   close(): Promise<void>
 }
 
@@ -182,6 +189,7 @@ export async function startKubeApiServer(o: KubeApiServerOptions = {}): Promise<
   const requestLog: RequestLogEntry[] = []
   const failures: Array<{ status: number; method?: string; pathIncludes?: string }> = []
   const serviceHosts = new Map(Object.entries(o.serviceHosts ?? {}))
+  const podHosts = new Map<string, string>()
   const byPlural = (plural: string, group?: string): ResourceDef => {
     const r = RESOURCES.find((x) => x.plural === plural && (group === undefined || x.group === group))
     if (!r) throw new ApiError(404, 'NotFound', `the server could not find the requested resource (${plural})`)
@@ -533,6 +541,21 @@ export async function startKubeApiServer(o: KubeApiServerOptions = {}): Promise<
     const path = url.pathname.replace(/\/+$/, '') || '/'
     const d = method === 'GET' ? discovery(path) : undefined
     if (d !== undefined) return send(res, 200, d)
+    const proxy = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/:%]+)(?::|%3[Aa])?(\d+)?\/proxy(\/.*)?$/.exec(path)
+    if (proxy && method === 'GET') {
+      const [, pns, pod, port = '80', rest = '/'] = proxy as unknown as [string, string, string, string | undefined, string | undefined]
+      if (!coll(byPlural('pods')).get(key(pns, pod))) return send(res, 404, statusBody(404, 'NotFound', `pods "${pod}" not found`))
+      const target = podHosts.get(`${pns}/${pod}:${port}`)
+      if (!target) return send(res, 503, statusBody(503, 'ServiceUnavailable', `error trying to reach service: pod ${pns}/${pod} has no address for port ${port}`))
+      try {
+        const upstream = await fetch(`http://${target}${rest}${url.search}`)
+        res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'text/plain' })
+        res.end(Buffer.from(await upstream.arrayBuffer()))
+      } catch (err) {
+        send(res, 503, statusBody(503, 'ServiceUnavailable', `error trying to reach service: ${(err as Error).message}`))
+      }
+      return
+    }
     if (path === '/openapi/v2' || path.startsWith('/openapi/v3')) return send(res, 404, statusBody(404, 'NotFound', 'openapi is not served by the test server (use --validate=false)'))
     const m = /^(?:\/api\/(v1)|\/apis\/([^/]+)\/([^/]+))(?:\/namespaces\/([^/]+))?\/([^/]+)(?:\/([^/]+))?(?:\/(status|scale))?$/.exec(path)
     if (!m) return send(res, 404, statusBody(404, 'NotFound', 'the server could not find the requested resource'))
@@ -676,6 +699,9 @@ export async function startKubeApiServer(o: KubeApiServerOptions = {}): Promise<
     },
     setServiceHost(service, hostPort) {
       serviceHosts.set(service, hostPort)
+    },
+    setPodHost(namespace, pod, port, hostPort) {
+      podHosts.set(`${namespace}/${pod}:${port}`, hostPort)
     },
     async close() {
       for (const w of watchers) w.res.end()

@@ -53,9 +53,12 @@ t.test('deploy/ applied to the API test server; labelling a Deployment wires an 
     }
     t.equal(await post(o), 201, `created ${o.kind}/${o.metadata.name}`)
   }
-  await until(() => api.list('pods', 'asya-system').length === 1, 'the system Deployment to get its pod')
+  // asya-system also holds the end actors' pods (deploy/base/end-actors.yaml): pick the system's own.
+  const systemPods = () =>
+    api.list('pods', 'asya-system').filter((p) => (p.metadata.labels as Record<string, string> | undefined)?.['app.kubernetes.io/name'] === 'asya-system')
+  await until(() => systemPods().length === 1, 'the system Deployment to get its pod')
   t.notOk(
-    (api.list('pods', 'asya-system')[0]?.spec as { initContainers?: unknown[] } | undefined)?.initContainers,
+    (systemPods()[0]?.spec as { initContainers?: unknown[] } | undefined)?.initContainers,
     'the system namespace is never mutated',
   )
 

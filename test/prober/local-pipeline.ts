@@ -11,6 +11,7 @@ import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { RuntimeProcess } from '../../src/runtime/runtime-process.js'
 import { freePort } from '../support/free-port.js'
+import { tuneActor, type ActorTuning } from './tuning.js'
 export { freePort }
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -24,6 +25,8 @@ export interface ActorSpec {
   env?: Record<string, string>
   /** Extra runtime env. */
   runtimeEnv?: Record<string, string>
+  /** false: an end actor without a runtime (ASYA_RUNTIME_ENABLED=false), as deploy/ ships them. @default true */
+  runtime?: boolean
 }
 
 export interface LocalPipelineOptions {
@@ -33,12 +36,25 @@ export interface LocalPipelineOptions {
   pythonPath?: string[]
   /** Collect sidecar stdout/stderr lines here (for debugging failed runs). */
   onLog?: (actor: string, line: string) => void
+  /** Every actor with a runtime at this concurrency / batch size (tuning.ts). @default the defaults */
+  tuning?: ActorTuning
 }
+
+/** What an actor's handler calls reported (handlers/prober_handlers.py), maxima over runtime restarts. */
+export interface HandlerStats {
+  /** Most calls of the handler running at once in one runtime process. */
+  peakInFlight: number
+  /** Largest list a batch handler was called with (0: never called as a batch handler). */
+  maxBatch: number
+}
+
+const STATS_MARK = 'asya-prober-stats '
 
 interface RunningActor {
   spec: ActorSpec
+  stats: HandlerStats
   socketDir: string
-  runtime: RuntimeProcess
+  runtime?: RuntimeProcess
   sidecar?: ChildProcess
   sidecarExit?: Promise<number | null>
   metricsPort: number
@@ -58,17 +74,27 @@ export class LocalPipeline {
   constructor(private readonly options: LocalPipelineOptions) {}
 
   async start(): Promise<void> {
-    for (const spec of this.options.actors) {
+    for (const spec of this.options.actors.map((a) => tuneActor(a, this.options.tuning))) {
       const socketDir = mkdtempSync(join(tmpdir(), `asya-${spec.name}-`))
-      const runtime = new RuntimeProcess({
-        handler: spec.handler,
-        mode: spec.mode ?? 'payload',
-        socketDir,
-        pythonPath: this.options.pythonPath ?? [join(root, 'test', 'prober', 'handlers')],
-        env: spec.runtimeEnv ?? {},
+      const runtime =
+        spec.runtime === false
+          ? undefined
+          : new RuntimeProcess({
+              handler: spec.handler,
+              mode: spec.mode ?? 'payload',
+              socketDir,
+              pythonPath: this.options.pythonPath ?? [join(root, 'test', 'prober', 'handlers')],
+              env: spec.runtimeEnv ?? {},
+            })
+      const stats: HandlerStats = { peakInFlight: 0, maxBatch: 0 }
+      runtime?.on('line', (line: string) => {
+        if (!line.startsWith(STATS_MARK)) return
+        const r = JSON.parse(line.slice(STATS_MARK.length)) as { peak_in_flight?: number; max_batch?: number }
+        stats.peakInFlight = Math.max(stats.peakInFlight, r.peak_in_flight ?? 0)
+        stats.maxBatch = Math.max(stats.maxBatch, r.max_batch ?? 0)
       })
-      await runtime.start()
-      const actor: RunningActor = { spec, socketDir, runtime, metricsPort: await freePort() }
+      await runtime?.start()
+      const actor: RunningActor = { spec, stats, socketDir, ...(runtime ? { runtime } : {}), metricsPort: await freePort() }
       this.running.set(spec.name, actor)
       this.spawnSidecar(actor)
     }
@@ -83,7 +109,8 @@ export class LocalPipeline {
       ASYA_ACTOR_NAME: actor.spec.name,
       ASYA_SOCKET_DIR: actor.socketDir,
       ASYA_METRICS_ADDR: `127.0.0.1:${actor.metricsPort}`,
-      ASYA_LOG_LEVEL: 'warn',
+      ASYA_LOG_LEVEL: process.env['ASYA_PROBER_SIDECAR_LOG_LEVEL'] ?? 'warn',
+      ...(actor.spec.runtime === false ? { ASYA_IS_END_ACTOR: 'true', ASYA_RUNTIME_ENABLED: 'false' } : {}),
       ...(actor.spec.env ?? {}),
     }
     const child = spawn(process.execPath, ['--import', join(root, 'scripts', 'register-ts.mjs'), join(root, 'sidecar', 'main.ts')], {
@@ -115,7 +142,7 @@ export class LocalPipeline {
   }
 
   /** Waits until the sidecar of `actor` answers /readyz with 200. */
-  async waitReady(name: string, timeoutMs = 60_000): Promise<void> {
+  async waitReady(name: string, timeoutMs = 120_000): Promise<void> {
     const actor = this.must(name)
     const deadline = Date.now() + timeoutMs
     while (Date.now() < deadline) {
@@ -143,6 +170,11 @@ export class LocalPipeline {
     return (await actor.sidecarExit) ?? null
   }
 
+  /** Resolves with the exit code when the current sidecar process of `name` exits (by itself or not). */
+  sidecarExited(name: string): Promise<number | null> {
+    return this.must(name).sidecarExit ?? Promise.resolve(null)
+  }
+
   /** Starts a fresh sidecar for `name` (after stopSidecar) and waits until it is ready. */
   async restartSidecar(name: string): Promise<void> {
     const actor = this.must(name)
@@ -157,15 +189,20 @@ export class LocalPipeline {
 
   /** SIGKILLs the runtime of `name`; RuntimeProcess brings it back like the kubelet would. */
   killRuntime(name: string): void {
-    this.must(name).runtime.kill('SIGKILL')
+    this.must(name).runtime?.kill('SIGKILL')
   }
 
   metricsPort(name: string): number {
     return this.must(name).metricsPort
   }
 
+  /** What the handler of `name` reported so far (calls at once, largest batch). */
+  handlerStats(name: string): HandlerStats {
+    return { ...this.must(name).stats }
+  }
+
   runtimeRestarts(name: string): number {
-    return this.must(name).runtime.restarts
+    return this.must(name).runtime?.restarts ?? 0
   }
 
   async stop(): Promise<void> {
@@ -177,7 +214,7 @@ export class LocalPipeline {
           await a.sidecarExit
           clearTimeout(timer)
         }
-        await a.runtime.stop().catch(() => undefined)
+        await a.runtime?.stop().catch(() => undefined)
         rmSync(a.socketDir, { recursive: true, force: true })
       }),
     )

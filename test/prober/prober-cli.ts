@@ -1,5 +1,6 @@
 /**
- * `npm run prober -- [--long] [--scenario name] [--transport rabbitmq|sqs]`: runs the fault
+ * `npm run prober -- [--long] [--scenario name] [--transport rabbitmq|sqs|nats]
+ * [--concurrency N] [--batch-size B [--batch-wait 20ms]]`: runs the fault
  * scenarios of test/prober/scenarios.ts on this machine and prints one report line each (exit 1 on
  * any loss). `--against` probes an existing pipeline instead (a real cluster's broker, configured
  * with the usual ASYA_* transport variables): `--against --actors a,b,c --count 1000`.
@@ -17,6 +18,10 @@ const { values } = parseArgs({
     against: { type: 'boolean', default: false },
     actors: { type: 'string' },
     count: { type: 'string' },
+    // Every actor of a scenario at this ASYA_CONCURRENCY / ASYA_BATCH_SIZE / ASYA_BATCH_WAIT (tuning.ts).
+    concurrency: { type: 'string' },
+    'batch-size': { type: 'string' },
+    'batch-wait': { type: 'string' },
   },
 })
 
@@ -33,16 +38,26 @@ if (values.against) {
   await transport.close()
 } else {
   const names = values.scenario ? [values.scenario] : Object.keys(SCENARIOS)
+  const tuned = values.concurrency !== undefined || values['batch-size'] !== undefined
+  const tuning = tuned
+    ? {
+        ...(values.concurrency ? { concurrency: Number(values.concurrency) } : {}),
+        ...(values['batch-size'] ? { batchSize: Number(values['batch-size']) } : {}),
+        ...(values['batch-wait'] ? { batchWait: values['batch-wait'] } : {}),
+      }
+    : undefined
   for (const name of names) {
     const result = await runScenario(name, {
       long: values.long,
-      transport: values.transport as 'rabbitmq' | 'sqs',
+      transport: values.transport as 'rabbitmq' | 'sqs' | 'nats',
       ...(values.count ? { n: Number(values.count) } : {}),
+      ...(tuning ? { tuning } : {}),
     })
     const destroyed = result.extra['destroyedByDelete']
     console.log(
       formatReport(name, result.report) +
         (destroyed !== undefined ? ` destroyed_by_queue_delete=${String(destroyed)}` : '') +
+        (result.extra['handlerStats'] ? ` handler_stats=${JSON.stringify(result.extra['handlerStats'])}` : '') +
         (result.problems.length ? ` PROBLEMS: ${result.problems.join('; ')}` : ''),
     )
     if (result.problems.length > 0) failed = true

@@ -7,7 +7,8 @@
  * Usable against a real cluster's broker too: it only needs a Transport (see prober-cli.ts).
  */
 import { randomUUID } from 'node:crypto'
-import { ERROR_END, HAPPY_END, type Envelope } from '../../src/envelope.js'
+import type { Envelope } from '../../src/envelope.js'
+import { ERROR_END, HAPPY_END } from '../../src/names.js'
 import type { Subscription, Transport } from '../../src/transport/transport.js'
 
 export interface ProbeOptions {
@@ -20,8 +21,14 @@ export interface ProbeOptions {
   payloadBytes?: number
   /** Publish concurrency. @default 32 */
   publishConcurrency?: number
-  /** Give up when nothing new arrived for this long. @default 30000 */
+  /** Give up when nothing new arrived (and nothing else happened, see `lastActivity`) for this long. @default 30000 */
   idleTimeoutMs?: number
+  /**
+   * Time (ms since epoch) of the scenario's own last sign of life, such as a sidecar crashing or
+   * coming back: a crash loop delivers nothing for several crash cycles, and on a loaded machine
+   * those alone can outlast any fixed idle timeout. @default none: only arrivals count
+   */
+  lastActivity?: () => number
   /** Give up after this long in total. @default 300000 */
   totalTimeoutMs?: number
   /** Extra fields merged into every payload (e.g. `{ fail: true }` to drive test handlers). */
@@ -150,7 +157,8 @@ export async function runProbe(options: ProbeOptions): Promise<ProbeReport> {
     new Promise<void>((resolve) => {
       const timer = setInterval(() => {
         const now = Date.now()
-        if (now - lastArrival > idle || now - started > total) {
+        const alive = Math.max(lastArrival, options.lastActivity?.() ?? 0)
+        if (now - alive > idle || now - started > total) {
           clearInterval(timer)
           resolve()
         }

@@ -1,7 +1,8 @@
 import t from 'tap'
 import { isAsyaError } from '../../src/errors.js'
 import type { Envelope } from '../../src/envelope.js'
-import { parseListenAddr, readSidecarConfig } from '../../sidecar/config.js'
+import { readSidecarConfig } from '../../sidecar/config.js'
+import { parseListenAddr } from '../../src/config/env.js'
 import { errorEnvelopeFor, errorEnvelopeForRaw, routeResults } from '../../sidecar/envelopes.js'
 
 t.test('config: defaults follow SPEC §5', async (t) => {
@@ -88,7 +89,14 @@ t.test('routeResults: fan-out ids and parent_id; invalid results are reported', 
   )
   t.match(routeResults(input, [{ payload: 1, route: { actors: [], current: 0 } }], 'happy-end'), /route.actors/)
   t.match(routeResults(input, ['nope'], 'happy-end'), /not an object/)
-  t.match(routeResults(input, [{ payload: 1, route: { actors: ['a'], current: 5 } }], 'happy-end'), /route.current/)
+  t.match(routeResults(input, [{ payload: 1, route: { actors: ['a'], current: -1 } }], 'happy-end'), /route.current/)
+  t.match(routeResults(input, [{ payload: 1, route: { actors: ['a'], current: 1.5 } }], 'happy-end'), /route.current/)
+  // Past the end (a handler with validation off): happy-end with `current` unchanged, as upstream.
+  const past = routeResults(input, [{ payload: 1, route: { actors: ['a'], current: 6 } }], 'happy-end')
+  if (typeof past === 'string') throw new Error(past)
+  t.equal(past[0]?.destination, 'happy-end')
+  t.equal(past[0]?.kind, 'happy_end')
+  t.same(past[0]?.envelope.route, { actors: ['a'], current: 6 }, 'current unchanged')
 })
 
 t.test('error envelopes: upstream shape plus reason, actor, attempts', async (t) => {

@@ -25,7 +25,7 @@ export function rand(): string {
 
 /** Transport-related sidecar env for a test "world" (one exchange, own end actors). */
 export interface World {
-  transport: 'memory' | 'rabbitmq' | 'sqs'
+  transport: 'memory' | 'rabbitmq' | 'sqs' | 'nats'
   exchange: string
   happyEnd: string
   errorEnd: string
@@ -65,6 +65,23 @@ export function sqsWorld(endpoint: string, region = 'us-east-1'): World {
   }
 }
 
+/** A NATS test world on the server at `url` (a private `nats-server -js` of the test file). */
+export function natsWorld(url: string): World {
+  const id = rand()
+  return {
+    transport: 'nats',
+    exchange: '',
+    happyEnd: `happy-${id}`,
+    errorEnd: `error-${id}`,
+    env: {
+      ASYA_TRANSPORT: 'nats',
+      ASYA_NATS_URL: url,
+      ASYA_ACTOR_HAPPY_END: `happy-${id}`,
+      ASYA_ACTOR_ERROR_END: `error-${id}`,
+    },
+  }
+}
+
 export interface ActorOptions {
   /** Actor name (make it unique per test). */
   name: string
@@ -96,7 +113,9 @@ export async function startActor(o: ActorOptions): Promise<TestActor> {
     mode: o.mode ?? 'payload',
     socketDir,
     pythonPath: [SIDECAR_HANDLERS_DIR, ...(o.pythonPath ?? [])],
-    env: { TEST_ACTOR_NAME: o.name, ASYA_LOG_LEVEL: 'WARNING' },
+    // As the webhook does: the concurrency and batch settings reach both containers; the
+    // runtime's own settings (ASYA_ENABLE_VALIDATION) reach the runtime.
+    env: { TEST_ACTOR_NAME: o.name, ASYA_LOG_LEVEL: 'WARNING', ...runtimeEnv(o.env) },
     livenessIntervalMs: 100,
   })
   await runtime.start()
@@ -123,6 +142,12 @@ export async function startActor(o: ActorOptions): Promise<TestActor> {
       rmSync(socketDir, { recursive: true, force: true })
     },
   }
+}
+
+function runtimeEnv(env: Record<string, string> | undefined): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const k of ['ASYA_CONCURRENCY', 'ASYA_BATCH_SIZE', 'ASYA_BATCH_WAIT', 'ASYA_ENABLE_VALIDATION']) if (env?.[k] !== undefined) out[k] = env[k] as string
+  return out
 }
 
 /** Parsed envelope of a delivery. */
@@ -184,5 +209,45 @@ export async function rabbitSuite(tap: { teardown(fn: () => unknown): void }, pr
       actors.push(a)
       return a
     },
+  }
+}
+
+/** Connections and actors of one RabbitMQ test, torn down together (actors, then queues, then connections). */
+export interface RabbitRig {
+  /** A new connected transport on the world's exchange. */
+  transport(): Promise<Transport>
+  /** Starts an actor on a transport of its own; stopped at teardown. */
+  start(o: Omit<ActorOptions, 'world' | 'transport'>): Promise<TestActor>
+  /** The first transport made (for publishing and inspecting queues). */
+  first(): Transport | undefined
+}
+
+/** `queues`: actor names whose queues and DLQs the teardown deletes (the world's end queues are added). */
+export function rabbitRig(tap: { teardown(fn: () => unknown): void }, world: World, queues: string[]): RabbitRig {
+  const transports: Transport[] = []
+  const actors: TestActor[] = []
+  const transport = async (): Promise<Transport> => {
+    const tr = rabbitTransport({ exchange: world.exchange })
+    await tr.connect()
+    transports.push(tr)
+    return tr
+  }
+  tap.teardown(async () => {
+    for (const a of actors) await a.stop().catch(() => undefined)
+    const c = transports[0]
+    for (const q of [...queues, world.happyEnd, world.errorEnd]) {
+      await c?.deleteQueue(q).catch(() => undefined)
+      await c?.deleteQueue(`${q}-dlq`).catch(() => undefined)
+    }
+    for (const tr of transports) await tr.close().catch(() => undefined)
+  })
+  return {
+    transport,
+    start: async (o) => {
+      const a = await startActor({ ...o, world, transport: await transport() })
+      actors.push(a)
+      return a
+    },
+    first: () => transports[0],
   }
 }

@@ -45,7 +45,16 @@ export interface PrivateRabbit {
   destroy(): Promise<void>
 }
 
-export async function startPrivateRabbit(): Promise<PrivateRabbit> {
+export interface PrivateRabbitOptions {
+  /**
+   * Erlang terms for the `rabbit` application (advanced.config), e.g.
+   * `{dead_letter_worker_publisher_confirm_timeout, 2000}` to make the quorum dead-letter worker
+   * re-send held messages within seconds instead of 3 minutes.
+   */
+  rabbitAppEnv?: string[]
+}
+
+export async function startPrivateRabbit(options: PrivateRabbitOptions = {}): Promise<PrivateRabbit> {
   const id = randomBytes(3).toString('hex')
   const base = mkdtempSync(join(tmpdir(), `asya-rmq-${id}-`))
   const port = await freePort()
@@ -60,6 +69,8 @@ export async function startPrivateRabbit(): Promise<PrivateRabbit> {
     join(base, 'rabbitmq.conf'),
     [`listeners.tcp.default = 127.0.0.1:${port}`, `management.tcp.port = ${mgmt}`, `management.tcp.ip = 127.0.0.1`, 'loopback_users = none', 'log.console = false', ''].join('\n'),
   )
+  const advanced = options.rabbitAppEnv?.length ? join(base, 'advanced.config') : undefined
+  if (advanced) writeFileSync(advanced, `[{rabbit, [${options.rabbitAppEnv?.join(', ')}]}].\n`)
   // As root, the rabbitmq-server wrapper drops to the `rabbitmq` user: hand it the directory.
   if (process.getuid?.() === 0) spawnSync('chown', ['-R', 'rabbitmq:rabbitmq', base], { stdio: 'ignore' })
   const env = {
@@ -72,6 +83,7 @@ export async function startPrivateRabbit(): Promise<PrivateRabbit> {
     RABBITMQ_ENABLED_PLUGINS_FILE: join(base, 'enabled_plugins'),
     RABBITMQ_CONFIG_FILE: join(base, 'rabbitmq.conf'),
     RABBITMQ_PID_FILE: join(base, 'pid'),
+    ...(advanced ? { RABBITMQ_ADVANCED_CONFIG_FILE: advanced } : {}),
   }
   let child: ChildProcess | undefined
 

@@ -17,6 +17,7 @@ export function rabbitTransport(o: { exchange?: string; connectionName?: string;
     connectionName: o.connectionName ?? `asya-test-${randomBytes(4).toString('hex')}`,
     reconnectBackoff: { initialMs: 100, maxMs: 2000 },
     publishTimeoutMs: 20_000,
+    managementUrl: RABBITMQ_MANAGEMENT,
   })
 }
 

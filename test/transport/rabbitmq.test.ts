@@ -2,9 +2,10 @@
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import amqp from 'amqplib'
-import { amqpUrl, redactUrl } from '../../src/transport/rabbitmq-transport.js'
-import { retryQueueName, retryTierMs } from '../../src/transport/rabbitmq-topology.js'
-import { TRANSPORT_HEADERS } from '../../src/transport/transport.js'
+import { RabbitMqTransport, amqpUrl, redactUrl } from '../../src/transport/rabbitmq-transport.js'
+import { retryTierMs } from '../../src/transport/rabbitmq-topology.js'
+import { retryQueueName } from '../../src/names.js'
+import { HEADER } from '../../src/names.js'
 import { Inbox, randomActor } from './conformance.js'
 import { RABBITMQ_URL, closeConnections, rabbitTransport, testExchange } from '../support/rabbitmq.js'
 
@@ -150,8 +151,44 @@ t.test('retry through a tier queue carries attempt and reason headers as AMQP he
   await d1.retry(150, { reason: 'runtime_error', error: 'x'.repeat(5000) })
   const d2 = await inbox.next()
   t.equal(d2.attempt, 2)
-  t.equal(d2.headers[TRANSPORT_HEADERS.error]?.length, 1024, 'error header bounded')
+  t.equal(d2.headers[HEADER.error]?.length, 1024, 'error header bounded')
   await d2.ack()
   await tr.deleteQueue(a)
   await tr.deleteQueue(`${a}-dlq`)
+})
+
+t.test('quorum queues: a consumer that dies on every delivery sees the attempt grow (x-delivery-count), and the broker dead-letters after the limit (SPEC §11 #22)', async (t) => {
+  const actor = randomActor('crash')
+  const deliveryLimit = 2
+  const mk = (): RabbitMqTransport =>
+    new RabbitMqTransport({ url: RABBITMQ_URL, exchange, connectionName: `asya-test-${randomBytes(4).toString('hex')}`, reconnectBackoff: { initialMs: 100, maxMs: 2000 }, topology: { queueType: 'quorum', deliveryLimit } })
+  const client = mk()
+  await client.connect()
+  t.teardown(async () => {
+    for (const q of [actor, `${actor}-dlq`]) await client.deleteQueue(q).catch(() => undefined)
+    await client.close()
+  })
+  await client.ensureQueue(actor)
+  await client.publish(actor, Buffer.from('{"id":"poison"}'))
+  const attempts: number[] = []
+  // Each "sidecar" takes the message and dies before settling it (its connection closes).
+  for (let i = 0; i <= deliveryLimit; i++) {
+    const crashing = mk()
+    await crashing.connect()
+    const got = new Inbox()
+    await crashing.consume(actor, got.push, { prefetch: 1 })
+    const d = await got.next(20_000)
+    attempts.push(d.attempt)
+    t.notOk('x-delivery-count' in d.headers, 'the broker counter is not passed on as a header')
+    await closeConnections((crashing as unknown as { connectionName: string }).connectionName)
+    await crashing.close().catch(() => undefined)
+  }
+  t.same(attempts, [1, 2, 3], 'attempt = 1 + earlier deliveries, although no copy carried a header')
+  const dead = new Inbox()
+  await client.consume(`${actor}-dlq`, dead.push, { prefetch: 1 })
+  const d = await dead.next(20_000)
+  t.equal(d.body.toString(), '{"id":"poison"}', 'after the limit the broker moved it to the DLQ')
+  t.equal(d.headers['x-first-death-reason'], 'delivery_limit')
+  await d.ack()
+  t.equal(await client.messageCount(actor), 0, 'and it is not redelivered again')
 })

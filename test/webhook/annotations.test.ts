@@ -1,6 +1,5 @@
 import t from 'tap'
-import { parsePodAnnotations, parseWorkloadAnnotations } from '../../src/annotations.js'
-import { readWorkloadSettings } from '../../src/controller/settings.js'
+import { parsePodAnnotations } from '../../src/annotations.js'
 import { injectPod } from '../../webhook/inject.js'
 import { testConfig } from './fixtures.js'
 
@@ -19,25 +18,10 @@ t.test('pod annotations: defaults, normalisation, every problem reported at once
   t.match(parsePodAnnotations({ 'asya.sh/actor': 'a' }, { 'asya.sh/timeout': '1.5' }).problems[0]?.message, /whole seconds/)
 })
 
-t.test('workload annotations agree with the controller reader', async (t) => {
-  const samples: [Record<string, string>, Record<string, string>][] = [
-    [{}, {}],
-    [{ 'asya.sh/min-replicas': '2', 'asya.sh/max-replicas': '9', 'asya.sh/scaling': 'off', 'asya.sh/queue-retention': 'delete' }, { 'asya.sh/transport': 'sqs' }],
-    [{ 'asya.sh/min-replicas': '10', 'asya.sh/max-replicas': '9' }, {}],
-    [{ 'asya.sh/queue-length': '0', 'asya.sh/scaling': 'hpa' }, {}],
-    [{ 'asya.sh/transport': 'sqs' }, {}],
-  ]
-  for (const [w, p] of samples) {
-    const mine = parseWorkloadAnnotations(w, p, 'rabbitmq')
-    const theirs = readWorkloadSettings(w, p, 'rabbitmq')
-    t.same(mine.value, theirs.settings, JSON.stringify(w))
-    t.same(mine.problems.map((x) => x.message), theirs.problems)
-  }
-})
-
 t.test('a transport the cluster has no settings for is denied, naming the configured ones', async (t) => {
   const config = { ...testConfig, transports: { ...testConfig.transports, sqs: undefined } }
   delete config.transports.sqs
+  delete config.transports.nats
   const r = injectPod(
     { metadata: { labels: { 'asya.sh/actor': 'x' }, annotations: { 'asya.sh/transport': 'sqs', 'asya.sh/handler': 'a.b' } }, spec: { containers: [{ name: 'c' }] } },
     { config, namespace: 'n' },

@@ -35,3 +35,39 @@ t.test('a pod admitted without injection gets a Warning Event on its owner; dryR
   t.match(ev?.message, /asya\.sh\/runtime-container/)
   t.equal((await core.listNamespacedEvent({ namespace: dryNs })).items.length, 0, 'dryRun: no side effect')
 })
+
+t.test('a pod whose own liveness probe cannot carry recovery is injected with a warning, an Event and a metric reason', async (t) => {
+  const kube = await startKubeApiServer({ autoCreateNamespaces: true })
+  t.teardown(() => kube.close())
+  const core = kube.kubeConfig.makeApiClient(CoreV1Api)
+  const c = await certs()
+  const registry = new Registry()
+  const server = await createWebhookServer(webhookConfig(c.files), { logger: silent, registry, recordWarning: kubeWarningRecorder(kube.kubeConfig, silent) })
+  const url = await server.listen()
+  t.teardown(() => server.close())
+  const grpcPod = (): Record<string, unknown> => {
+    const pod = actorPod('grpc') as { metadata: Record<string, unknown>; spec: { containers: Array<Record<string, unknown>> } }
+    pod.metadata.ownerReferences = [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'grpc-6c9d', uid: 'u-2', controller: true }]
+    ;(pod.spec.containers[0] as Record<string, unknown>).livenessProbe = { grpc: { port: 9090 } }
+    return pod
+  }
+  const ns = `rec-${Math.random().toString(36).slice(2, 7)}`
+  const reply = await post(url, JSON.stringify(admissionReview(grpcPod(), { namespace: ns })), { ca: c.caCert })
+  const response = (reply.json() as { response: { allowed: boolean; patch?: string; warnings?: string[] } }).response
+  t.equal(response.allowed, true, 'admitted')
+  t.ok(response.patch, 'and injected')
+  t.match(response.warnings?.join('\n'), /timeout recovery is off.*grpc/, 'the warning kubectl shows says recovery is off and why')
+  await waitFor('the Event', async () => (await core.listNamespacedEvent({ namespace: ns })).items.length === 1)
+  const [ev] = (await core.listNamespacedEvent({ namespace: ns })).items
+  t.same([ev?.type, ev?.reason, ev?.involvedObject.name], ['Warning', 'AsyaRecoveryOff', 'grpc-6c9d'])
+  t.match(ev?.message, /grpc probe/)
+  t.match(await registry.metrics(), /asya_webhook_admission_requests_total\{outcome="injected",reason="recovery_off"\} 1/)
+
+  const composable = actorPod('http') as { spec: { containers: Array<Record<string, unknown>> } }
+  ;(composable.spec.containers[0] as Record<string, unknown>).livenessProbe = { httpGet: { path: '/live', port: 8000 } }
+  const ns2 = `rec-${Math.random().toString(36).slice(2, 7)}`
+  const ok = (await post(url, JSON.stringify(admissionReview(composable, { namespace: ns2 })), { ca: c.caCert })).json() as { response: { warnings?: string[] } }
+  t.equal(ok.response.warnings, undefined, 'a composable probe: no warning')
+  t.match(await registry.metrics(), /asya_webhook_admission_requests_total\{outcome="injected",reason="injected"\} 1/)
+  t.equal((await core.listNamespacedEvent({ namespace: ns2 })).items.length, 0, 'and no Event')
+})

@@ -8,6 +8,7 @@ export const testConfig: InjectionConfig = {
   sidecarResources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
   sidecarRunAsUser: 65532,
   shutdownMarginSeconds: 5,
+  gatewayUrl: 'http://asya-gateway.asya-system.svc:8080',
   transports: {
     defaultTransport: 'rabbitmq',
     watchNamespaces: [],
@@ -26,6 +27,13 @@ export const testConfig: InjectionConfig = {
       endpoint: 'http://fauxqs:4566',
       accountId: '000000000000',
       auth: { kind: 'secret', secretName: 'asya-sqs', accessKeyIdKey: 'AWS_ACCESS_KEY_ID', secretAccessKeyKey: 'AWS_SECRET_ACCESS_KEY' },
+    },
+    nats: {
+      connection: { servers: ['nats://nats-0.nats.asya-system.svc:4222', 'nats://nats-1.nats.asya-system.svc:4222'], user: 'ignored-user', password: 'never-inline-this', maxAckPending: 1000, replicas: 3 },
+      monitoringEndpoint: 'nats.asya-system.svc:8222',
+      account: '$G',
+      monitoringHttps: false,
+      credentialSecret: { name: 'asya-nats', usernameKey: 'username', passwordKey: 'password' },
     },
   },
   excludedNamespaces: ['kube-system', 'kube-public', 'kube-node-lease', 'asya-system', 'legacy-apps'],

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url'
 import fastJsonPatch from 'fast-json-patch'
 import { Pod } from 'kubernetes-models/v1'
 import { injectPod, type InjectResult } from '../../webhook/inject.js'
+import type { InjectionConfig } from '../../src/system/config.js'
 import { testConfig } from './fixtures.js'
 
 const dir = join(dirname(fileURLToPath(import.meta.url)), 'golden')
@@ -28,25 +29,37 @@ t.throws(() => new Pod({ spec: { containers: [{ name: 'x', ports: [{ containerPo
 for (const file of inputs) {
   const name = file.replace(/\.input\.json$/, '')
   t.test(name, async (t) => {
-    const input = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { namespace: string; pod: Record<string, unknown> }
+    // `config` (optional): system settings this case adds to the fixed test configuration.
+    const input = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { namespace: string; pod: Record<string, unknown>; config?: Partial<InjectionConfig> }
+    const config: InjectionConfig = { ...testConfig, ...(input.config ?? {}) }
     const before = JSON.stringify(input.pod)
-    const result = injectPod(input.pod, { config: testConfig, namespace: input.namespace })
+    const result = injectPod(input.pod, { config, namespace: input.namespace })
     t.equal(JSON.stringify(input.pod), before, 'the input pod is not modified')
     const outPath = join(dir, `${name}.output.json`)
     const actual = JSON.stringify(summary(result), null, 2) + '\n'
-    if (refresh || !existsSync(outPath)) writeFileSync(outPath, actual)
-    t.equal(actual, readFileSync(outPath, 'utf8'), `matches golden/${name}.output.json (REFRESH_GOLDEN=1 to regenerate)`)
+    // A missing golden fails: one that wrote itself would freeze whatever the code does today.
+    if (refresh) writeFileSync(outPath, actual)
+    if (!existsSync(outPath)) t.fail(`golden/${name}.output.json is missing: write it with REFRESH_GOLDEN=1 and review it`)
+    else t.equal(actual, readFileSync(outPath, 'utf8'), `matches golden/${name}.output.json (REFRESH_GOLDEN=1 to regenerate)`)
 
     // The name of the case says what must happen; the golden alone could freeze a wrong answer.
     const expectedKind = name.startsWith('reject-') ? 'denied' : name.startsWith('skip-') ? 'skipped' : 'injected'
     t.equal(result.kind, expectedKind, `case kind is ${expectedKind}`)
     if (result.kind === 'denied') t.match(result.message, /annotation|label/, 'message names the annotation')
     if (result.kind !== 'injected') return
+    // Timeout recovery (SPEC §5): on unless the case says it cannot be.
+    if (name.includes('recovery-off')) t.match(result.recoveryOff, /timeout recovery is off/, 'recovery off is reported')
+    else {
+      t.equal(result.recoveryOff, undefined, 'timeout recovery stays on')
+      const containers = (result.pod.spec as { containers: Array<{ name: string; livenessProbe?: unknown; volumeMounts?: Array<{ mountPath: string }> }> }).containers
+      const runtime = containers.find((c) => c.name !== 'asya-sidecar' && (c.volumeMounts ?? []).some((m) => m.mountPath === '/opt/asya/asya_runtime.py'))
+      t.match(JSON.stringify(runtime?.livenessProbe), /runtime-ready/, "the runtime's liveness probe checks the ready file")
+    }
 
     const applied = fastJsonPatch.applyPatch(structuredClone(input.pod), result.patch, true, false).newDocument
     t.same(applied, result.pod, 'the patch turns the input into the mutated pod')
     t.doesNotThrow(() => new Pod(structuredClone(result.pod) as ConstructorParameters<typeof Pod>[0]).validate(), 'the mutated pod passes the Kubernetes schema')
-    const again = injectPod(applied, { config: testConfig, namespace: input.namespace })
+    const again = injectPod(applied, { config, namespace: input.namespace })
     t.equal(again.kind, 'skipped', 'a second admission makes no patch')
     if (again.kind === 'skipped') t.equal(again.reason, 'already_injected')
     t.notMatch(JSON.stringify(result.patch), /never-inline-this/, 'no password is inlined')
