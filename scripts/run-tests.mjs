@@ -4,7 +4,7 @@
 // Extra arguments are passed to tap (e.g. a single test file).
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { ensureBroker } from './ensure-broker.mjs'
+import { ensureBroker, sweepTestQueues } from './ensure-broker.mjs'
 import { ensurePostgres } from './ensure-postgres.mjs'
 
 function run(cmd, args, opts = {}) {
@@ -26,7 +26,11 @@ let passed = 0, failed = 0, skipped = 0, exit = 0
 if (!onlyPython) {
   await ensureBroker()
   await ensurePostgres()
+  // A whole-suite run (no file named) starts and ends on a broker without earlier runs' queues.
+  const wholeSuite = tapArgs.every((a) => a.startsWith('-'))
+  if (wholeSuite) await sweepTestQueues()
   const tap = await run('npx', ['tap', '--reporter=tap', ...tapArgs])
+  if (wholeSuite) await sweepTestQueues()
   // A subtest's result line carries `# time=` (or a SKIP/TODO directive); assertions do not.
   // Depth-1 subtests (4 spaces) are the tests of a file; files themselves are depth 0.
   let fileFailures = 0
