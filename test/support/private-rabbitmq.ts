@@ -7,29 +7,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { amqpUrl } from '../../src/transport/rabbitmq-transport.js'
-import { freePort } from './free-port.js'
+import { freePort, portOpen } from './free-port.js'
 
 
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = new Socket()
-    sock.setTimeout(500)
-    sock.once('connect', () => {
-      sock.destroy()
-      resolve(true)
-    })
-    sock.once('error', () => resolve(false))
-    sock.once('timeout', () => {
-      sock.destroy()
-      resolve(false)
-    })
-    sock.connect(port, '127.0.0.1')
-  })
-}
 
 export interface PrivateRabbit {
   url: string
