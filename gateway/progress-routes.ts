@@ -36,10 +36,15 @@ export function parseProgress(b: unknown): ProgressReport | string {
     return 'Invalid field actors: must be a list of actor names'
   }
   if (b.message !== undefined && b.message !== null && typeof b.message !== 'string') return 'Invalid field message: must be a string'
+  // Ours (upstream's sidecars never send it): the actor that published the envelope to the reporter.
+  const from = b.from_actor_idx
+  if (from !== undefined && from !== null && (typeof from !== 'number' || !Number.isInteger(from) || from < 0)) return 'Invalid field from_actor_idx: must be an integer >= 0'
   return {
     ...(Array.isArray(b.actors) && b.actors.length > 0 ? { actors: b.actors as string[] } : {}),
     currentActorIdx: idx,
     state: state as ActorState,
+    // Only an earlier actor can have published it (and the store's integer column stays in range).
+    ...(typeof from === 'number' && from < idx ? { fromIdx: from } : {}),
     ...(typeof b.message === 'string' && b.message !== '' ? { message: b.message } : {}),
   }
 }

@@ -45,8 +45,8 @@ export interface SidecarConfig {
   progressMaxPending: number
   /**
    * ASYA_PROGRESS_BATCH: send progress in batches (`POST /envelopes/progress`) while the gateway
-   * takes them; false sends one report per request, as upstream's sidecar (batches can let the next
-   * actor's report overtake this actor's: docs/sidecar.md#progress-reports). @default false
+   * takes them (upstream's does not: then one report per request); false sends one report per
+   * request from the start, as upstream's sidecar. @default true
    */
   progressBatch: boolean
   /**
@@ -147,7 +147,7 @@ export function readSidecarConfig(env: NodeJS.ProcessEnv = process.env): Sidecar
     ...(r.raw('ASYA_GATEWAY_TOKEN') !== undefined ? { gatewayToken: r.raw('ASYA_GATEWAY_TOKEN') as string } : {}),
     progressTimeoutMs: r.duration('ASYA_PROGRESS_TIMEOUT', 2000, { minMs: 1 }),
     progressMaxPending: r.int('ASYA_PROGRESS_MAX_PENDING', 1000, { min: 1, max: 1_000_000 }),
-    progressBatch: r.bool('ASYA_PROGRESS_BATCH', false),
+    progressBatch: r.bool('ASYA_PROGRESS_BATCH', true),
     runtimeEnabled,
     s3,
     ...(claimCheck ? { claimCheck } : {}),

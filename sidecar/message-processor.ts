@@ -121,10 +121,11 @@ export class MessageProcessor {
     if (config.isEndActor && !config.runtimeEnabled) {
       return this.settler.settle(delivery, this.d.isDraining() ? { kind: 'release' } : { kind: 'end', result: env }, scope)
     }
-    const result = await this.callRuntime(body, env, receivedAt, scope)
+    const from = delivery.headers[HEADER.fromActor]
+    const result = await this.callRuntime(body, env, receivedAt, scope, from)
     if (result.kind === 'response' && result.response.kind === 'results') {
       const durationMs = Number(process.hrtime.bigint() - receivedAt) / 1e6
-      this.d.progress?.report(env.id, progressReport(env, 'completed', { durationMs, sizeBytes: delivery.body.length }))
+      this.d.progress?.report(env.id, progressReport(env, 'completed', { durationMs, sizeBytes: delivery.body.length, from }))
     }
     return this.settler.settle(delivery, decide(delivery, env, result, this.context), scope)
   }
@@ -157,7 +158,9 @@ export class MessageProcessor {
     }
     const wrongRoute = checkRoute(delivery, env, this.context)
     if (wrongRoute !== undefined) return { outcome: wrongRoute, scope: scope(env) }
-    if (!this.d.config.isEndActor) this.d.progress?.report(env.id, progressReport(env, 'received'))
+    // Every report names the actor that published the envelope (x-asya-from-actor): the gateway then
+    // records that actor as having run even when its own reports arrive after these.
+    if (!this.d.config.isEndActor) this.d.progress?.report(env.id, progressReport(env, 'received', { from: delivery.headers[HEADER.fromActor] }))
     return { env, body, scope: scope(env) }
   }
 
@@ -165,7 +168,7 @@ export class MessageProcessor {
    * One envelope through the runtime gate: up to ASYA_CONCURRENCY in flight, in arrival order,
    * batched when ASYA_BATCH_SIZE > 1; the publish + ack of earlier messages overlap with it.
    */
-  private async callRuntime(input: Buffer, env: Envelope, receivedAt: bigint, scope: SettleScope): Promise<RuntimeResult> {
+  private async callRuntime(input: Buffer, env: Envelope, receivedAt: bigint, scope: SettleScope, from: string | undefined): Promise<RuntimeResult> {
     const { metrics } = this.d
     const log = scope.log
     let t0 = process.hrtime.bigint()
@@ -173,7 +176,7 @@ export class MessageProcessor {
     const rs = this.tracing.startSpan('runtime call', scope.span, { kind: SpanKind.CLIENT, attributes: { 'asya.actor': this.actor } })
     // The handler sees the runtime call's trace context (asya_runtime.current_trace()).
     const body = rs.isRecording() ? Buffer.from(JSON.stringify({ ...env, headers: this.tracing.inject(rs, env.headers ?? {}) })) : input
-    const result = await this.gateCall(body, env, receivedAt, log, () => {
+    const result = await this.gateCall(body, env, receivedAt, from, log, () => {
       t0 = process.hrtime.bigint()
       rs.addEvent('runtime started')
     }, runtimeSeconds)
@@ -186,7 +189,7 @@ export class MessageProcessor {
     return result
   }
 
-  private async gateCall(body: Buffer, env: Envelope, receivedAt: bigint, log: Logger, started: () => void, runtimeSeconds: () => number): Promise<RuntimeResult> {
+  private async gateCall(body: Buffer, env: Envelope, receivedAt: bigint, from: string | undefined, log: Logger, started: () => void, runtimeSeconds: () => number): Promise<RuntimeResult> {
     const { metrics } = this.d
     try {
       const response = await this.d.gate.call(body, {
@@ -194,7 +197,7 @@ export class MessageProcessor {
           started()
           const t0 = process.hrtime.bigint()
           metrics.receiveDuration.observe({ queue: this.queue, transport: this.d.transport.name }, Number(t0 - receivedAt) / 1e9)
-          this.d.progress?.report(env.id, progressReport(env, 'processing'))
+          this.d.progress?.report(env.id, progressReport(env, 'processing', { from }))
         },
       })
       metrics.runtimeDuration.observe({ queue: this.queue }, runtimeSeconds())

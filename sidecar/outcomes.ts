@@ -223,9 +223,12 @@ export function decide(d: DeliveryFacts, env: Envelope, result: RuntimeResult, c
   return { kind: 'route', outgoing: routed.map((r) => ({ destination: r.destination, body: Buffer.from(JSON.stringify(r.envelope)), kind: r.kind, id: String(r.envelope.id) })) }
 }
 
-/** Headers of every output of a delivery: the hop counter, one more than the input's. */
-export function outputHeaders(d: DeliveryFacts): TransportHeaders {
-  return { [HEADER.hops]: String(hopsOf(d) + 1) }
+/**
+ * Headers of every output of a delivery: the hop counter, one more than the input's, and the
+ * publishing actor (`actor`, when given), which the next actor's progress reports name.
+ */
+export function outputHeaders(d: DeliveryFacts, actor?: string): TransportHeaders {
+  return { [HEADER.hops]: String(hopsOf(d) + 1), ...(actor !== undefined ? { [HEADER.fromActor]: actor } : {}) }
 }
 
 /** Fan-out children confirmed by an earlier attempt (not published again). */

@@ -37,6 +37,12 @@ export interface ProgressReport {
   message: string
   duration_ms?: number
   message_size_kb?: number
+  /**
+   * Ours (upstream's gateway ignores it): index in `actors` of the actor whose sidecar published
+   * this envelope to the reporting one (its `x-asya-from-actor` header), so the gateway records that
+   * actor as having run even when its own reports arrive after this one.
+   */
+  from_actor_idx?: number
 }
 
 export interface ProgressReporterOptions {
@@ -293,15 +299,17 @@ const MESSAGES: Record<ProgressStatus, (actor: string) => string> = {
 
 /**
  * The report for the actor at `route.current` of the input envelope: the one doing the work, also
- * on `completed` (the handler's result may already point at the next actor).
+ * on `completed` (the handler's result may already point at the next actor). `extra.from`: the
+ * actor that published the envelope (the `x-asya-from-actor` header), reported as its index.
  */
 export function progressReport(
   env: { route: { actors: string[]; current: number } },
   status: ProgressStatus,
-  extra: { durationMs?: number; sizeBytes?: number } = {},
+  extra: { durationMs?: number; sizeBytes?: number; from?: string | undefined } = {},
 ): ProgressReport {
   const idx = env.route.current
   const actor = env.route.actors[idx] ?? ''
+  const fromIdx = extra.from !== undefined ? publisherIndex(env.route.actors, idx, extra.from) : undefined
   return {
     actors: env.route.actors,
     current_actor_idx: idx,
@@ -309,5 +317,17 @@ export function progressReport(
     message: MESSAGES[status](actor),
     ...(extra.durationMs !== undefined ? { duration_ms: Math.round(extra.durationMs) } : {}),
     ...(extra.sizeBytes !== undefined ? { message_size_kb: Math.round((extra.sizeBytes / 1024) * 100) / 100 } : {}),
+    ...(fromIdx !== undefined ? { from_actor_idx: fromIdx } : {}),
   }
+}
+
+/**
+ * Where the publishing actor `from` sits on the route the reporting actor (at `idx`) received: the
+ * last position before `idx` with that name (a route may name an actor twice; an envelope-mode
+ * handler may have skipped actors in between). Undefined when it is not there (a rewritten route,
+ * a DLQ replay, the gateway's first publish carries no header at all).
+ */
+export function publisherIndex(actors: readonly string[], idx: number, from: string): number | undefined {
+  for (let i = Math.min(idx, actors.length) - 1; i >= 0; i--) if (actors[i] === from) return i
+  return undefined
 }

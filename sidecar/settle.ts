@@ -87,7 +87,8 @@ export class Settler {
     const sentBefore = alreadySent(delivery)
     const tracing = s.span.isRecording()
     const inject = this.d.tracing.needsInject(s.span, s.env?.headers)
-    const headers = tracing ? { ...outputHeaders(delivery), [HEADER.sentAt]: String(Date.now()) } : outputHeaders(delivery)
+    const base = outputHeaders(delivery, this.d.config.actorName)
+    const headers = tracing ? { ...base, [HEADER.sentAt]: String(Date.now()) } : base
     const results = await Promise.allSettled(
       outcome.outgoing.map(async (o, i) => {
         if (sentBefore.has(i)) return

@@ -110,6 +110,12 @@ export const HEADER = {
   endPendingKey: 'x-asya-end-pending-key',
   /** Tracing on: when the sending sidecar published the message (ms since the epoch), so the next hop's span shows the queue wait. */
   sentAt: 'x-asya-sent-at',
+  /**
+   * The actor whose sidecar published this message (every routed, happy-end and error-end output).
+   * The next actor's progress reports name it (`from_actor_idx`), so the gateway records that it ran
+   * even when its own reports arrive late (docs/sidecar.md#progress-reports). Upstream ignores it.
+   */
+  fromActor: 'x-asya-from-actor',
 } as const
 
 /** Prefix of our headers: SQS keeps these first under its 10-attribute limit. */

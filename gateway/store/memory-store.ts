@@ -89,7 +89,7 @@ export class MemoryEnvelopeStore implements EnvelopeStore {
     r.route.actors = actors
     r.total_actors = actors.length
     const rows = withEarlierMessages(
-      progressRows(e.step, r.progress_percent, actors.length, report.currentActorIdx, report.state, report.message, r.route.current),
+      progressRows(e.step, r.progress_percent, actors.length, report.currentActorIdx, report.state, report.message, r.route.current, report.fromIdx),
       report.currentActorIdx,
       report.earlierMessages,
     )

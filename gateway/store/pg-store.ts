@@ -62,15 +62,16 @@ const STEP_PERCENT = `CROSS JOIN LATERAL (SELECT LEAST(100::float8, (GREATEST(0,
  *   it committed, so reports of one envelope are computed and appended one after the other and
  *   their update ids increase in commit order.
  * - `steps`: the steps after the last recorded one that the report implies (the rest of the
- *   previous reporter's states, or the start actor's when nothing from it on was recorded), then
- *   the reporting actor's states up to its own; nothing when the report is stale or final.
+ *   previous reporter's states, or the start actor's when nothing from it on was recorded; the
+ *   publisher's, `from_actor_idx`), then the reporting actor's states up to its own; nothing when
+ *   the report is stale or final.
  * - `plan`: each step with its percentage (the JS formula and rounding, in float8 like JS, never
  *   below the previous value) and its message; `upd` moves the envelope to the last step; `ins`
  *   appends the rows in step order; `sent` notifies each.
  * - One answer row even when nothing was written: the locked status and percentage tell
  *   not found / final / stale apart.
  * $1 id, $2 the reported route (text[] or null), $3 the actor index, $4 its step (idx·3 + state),
- * $5 steps that carry a message (int[]), $6 their messages (text[]).
+ * $5 steps that carry a message (int[]), $6 their messages (text[]), $7 the publisher's index (int or null).
  */
 const PROGRESS_SQL = `
 WITH cur AS (
@@ -82,11 +83,14 @@ WITH cur AS (
 ), steps AS (
   SELECT g.s, l.pct AS prev_pct, cardinality(l.actors) AS total
   FROM live l
-  CROSS JOIN LATERAL (SELECT l.progress_step >= l.route_current * 3 AS started, $3::int > l.route_current AS later) c
+  CROSS JOIN LATERAL (SELECT l.progress_step >= l.route_current * 3 AS started, $3::int > l.route_current AS later,
+                             COALESCE($7::int >= l.route_current AND $7::int < $3::int, false) AS publisher) c
   CROSS JOIN LATERAL (
     SELECT generate_series(
       CASE WHEN c.started THEN l.progress_step + 1 WHEN c.later THEN l.route_current * 3 ELSE 1 END,
       CASE WHEN c.started THEN LEAST(l.progress_step / 3 * 3 + 2, $4::int) WHEN c.later THEN l.route_current * 3 + 2 ELSE 0 END) AS s
+    UNION
+    SELECT generate_series(CASE WHEN c.publisher THEN GREATEST($7::int * 3, l.progress_step + 1) ELSE 1 END, CASE WHEN c.publisher THEN $7::int * 3 + 2 ELSE 0 END)
     UNION
     SELECT generate_series(CASE WHEN c.started THEN GREATEST($3::int * 3, l.progress_step + 1) ELSE $3::int * 3 END, $4::int)
   ) g
@@ -366,7 +370,7 @@ export class PgEnvelopeStore implements EnvelopeStore {
       steps.push(progressStep(idx, state))
       messages.push(pgText(m))
     }
-    const r = await this.fastPool.query<UpdateRow & { cur_status: EnvelopeStatus | null; cur_pct: number | null }>(PROGRESS_SQL, [id, pgTexts(p.actors) ?? null, idx, step, steps, messages])
+    const r = await this.fastPool.query<UpdateRow & { cur_status: EnvelopeStatus | null; cur_pct: number | null }>(PROGRESS_SQL, [id, pgTexts(p.actors) ?? null, idx, step, steps, messages, p.fromIdx ?? null])
     const first = r.rows[0]
     if (!first?.cur_status) return { outcome: 'not_found' }
     if (first.cur_status === 'succeeded' || first.cur_status === 'failed') return { outcome: 'final', status: first.cur_status }

@@ -80,6 +80,8 @@ export interface ProgressReport {
   currentActorIdx: number
   state: ActorState
   message?: string
+  /** Index of the actor that published the envelope to the reporting one (`from_actor_idx`, ours; see progressRows). */
+  fromIdx?: number
   /**
    * Messages of earlier states of the same actor that the same sender reported just before this
    * one (a batch the gateway folded into this report, see foldProgress): recorded on those
@@ -145,35 +147,52 @@ export interface ProgressRow {
  * - a report at or before the last recorded step is stale: it adds nothing (the state it reports is
  *   already implied by a later one);
  * - a report past the last step first records the states it implies: the rest of the previous
- *   reporter's states (it handed the envelope on, so it completed) and the earlier states of the
- *   reporting actor (it received before it processed). Actors in between that never reported are
- *   not invented (an envelope-mode handler may have skipped them) — except the actor the envelope
- *   was sent to first (`startIdx`): it certainly ran, so when a later actor's report is the first
- *   to arrive, the start actor's three states are recorded before it.
+ *   reporter's states (it handed the envelope on, so it completed), the states of the actor that
+ *   published the envelope to the reporting one (`fromIdx`, from the `x-asya-from-actor` header:
+ *   it certainly ran, also when none of its reports has arrived yet, e.g. all three still in its
+ *   sidecar's batch), and the earlier states of the reporting actor (it received before it
+ *   processed). Other actors in between that never reported are not invented (an envelope-mode
+ *   handler may have skipped them) — except the actor the envelope was sent to first (`startIdx`):
+ *   it certainly ran, so when a later actor's report is the first to arrive, the start actor's
+ *   three states are recorded before it. A publisher before `startIdx` (a fan-out child adopted at
+ *   a later actor) is not recorded.
+ * The late reports of an actor recorded this way are then stale: answered, adding nothing.
  * Percentages follow SPEC §10.2 and never decrease.
  */
-export function progressRows(prevStep: number, prevPercent: number, totalActors: number, idx: number, state: ActorState, message?: string, startIdx = 0): ProgressRow[] {
+export function progressRows(
+  prevStep: number,
+  prevPercent: number,
+  totalActors: number,
+  idx: number,
+  state: ActorState,
+  message?: string,
+  startIdx = 0,
+  fromIdx?: number,
+): ProgressRow[] {
   const step = progressStep(idx, state)
   if (step <= prevStep) return []
-  const rows: ProgressRow[] = []
-  let pct = prevPercent
-  const push = (i: number, k: number, msg?: string): void => {
-    const st = ACTOR_STATES[k] as ActorState
-    pct = progressPercent(i, st, totalActors, pct)
-    rows.push({ idx: i, state: st, percent: pct, ...(msg !== undefined ? { message: msg } : {}) })
+  const steps = new Set<number>()
+  const range = (from: number, to: number): void => {
+    for (let s = from; s <= to; s++) steps.add(s)
   }
   const k = ACTOR_STATES.indexOf(state)
-  let from = 0
-  if (prevStep >= progressStep(startIdx, 'received')) {
-    const pIdx = Math.floor(prevStep / 3)
-    const pK = prevStep % 3
-    if (pIdx < idx) for (let j = pK + 1; j <= 2; j++) push(pIdx, j)
-    else from = pK + 1
+  const started = prevStep >= progressStep(startIdx, 'received')
+  const pIdx = Math.floor(prevStep / 3)
+  if (started) {
+    if (pIdx < idx) range(prevStep + 1, pIdx * 3 + 2)
   } else if (idx > startIdx) {
-    for (let j = 0; j <= 2; j++) push(startIdx, j)
+    range(startIdx * 3, startIdx * 3 + 2)
   }
-  for (let j = from; j < k; j++) push(idx, j)
-  push(idx, k, message)
+  if (fromIdx !== undefined && fromIdx >= startIdx && fromIdx < idx) range(Math.max(fromIdx * 3, prevStep + 1), fromIdx * 3 + 2)
+  range(started && pIdx === idx ? prevStep + 1 : idx * 3, idx * 3 + k)
+  const rows: ProgressRow[] = []
+  let pct = prevPercent
+  for (const s of [...steps].sort((a, b) => a - b)) {
+    const i = Math.floor(s / 3)
+    const st = ACTOR_STATES[s % 3] as ActorState
+    pct = progressPercent(i, st, totalActors, pct)
+    rows.push({ idx: i, state: st, percent: pct, ...(s === step && message !== undefined ? { message } : {}) })
+  }
   return rows
 }
 
@@ -202,7 +221,10 @@ export function foldsInto(prev: ProgressReport, next: ProgressReport): boolean {
 /** `next` carrying what `prev` recorded (only when foldsInto(prev, next)). */
 export function foldInto(prev: ProgressReport, next: ProgressReport): ProgressReport {
   const earlier = { ...prev.earlierMessages, ...(prev.message !== undefined ? { [prev.state]: prev.message } : {}) }
-  return { ...next, ...(Object.keys(earlier).length > 0 ? { earlierMessages: earlier } : {}) }
+  // The publisher that counts is the first report's: once it is recorded, the later states of the
+  // same actor imply nothing before it (see progressRows), whatever they name.
+  const { fromIdx: _ignored, ...rest } = next
+  return { ...rest, ...(prev.fromIdx !== undefined ? { fromIdx: prev.fromIdx } : {}), ...(Object.keys(earlier).length > 0 ? { earlierMessages: earlier } : {}) }
 }
 
 /** Consecutive reports of one envelope, in order, folded into as few store writes as give the same history. */

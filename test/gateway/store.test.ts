@@ -87,6 +87,24 @@ for (const kind of ['memory', 'postgres'] as StoreKind[]) {
       t.equal((await history(one)).length, 7, '0: r p c, 1: r p c, 2: r')
       const strip = (r: EnvelopeRecord | undefined) => r && { ...r, id: '', created_at: '', updated_at: '' }
       t.same(strip(await store.get(folded)), strip(await store.get(one)))
+
+      // The same when the reports name their publisher (x-asya-from-actor) and overtook its own.
+      const one2 = newId()
+      const folded2 = newId()
+      for (const id of [one2, folded2]) await store.create({ id, actors, current: 0, payload: null })
+      const late: ProgressReport[] = [
+        { actors, currentActorIdx: 2, state: 'received', message: 'r2', fromIdx: 1 },
+        { actors, currentActorIdx: 2, state: 'processing', message: 'p2', fromIdx: 1 },
+        { actors, currentActorIdx: 1, state: 'received', message: 'r1', fromIdx: 0 },
+        { actors, currentActorIdx: 1, state: 'completed', message: 'c1', fromIdx: 0 },
+      ]
+      for (const r of late) await store.progress(one2, r)
+      const writes2 = foldProgress(late)
+      t.equal(writes2.length, 2)
+      for (const r of writes2) await store.progress(folded2, r)
+      t.same(await history(folded2), await history(one2))
+      t.same((await history(one2)).map((u) => `${u.current_actor_idx}:${u.envelope_state}`), ['0:received', '0:processing', '0:completed', '1:received', '1:processing', '1:completed', '2:received', '2:processing'], 'every actor, in route order; the late reports of actor 1 add nothing')
+      t.same(strip(await store.get(folded2)), strip(await store.get(one2)))
     })
 
     t.test('a subscriber joining mid-stream misses nothing and sees nothing twice', async (t) => {
@@ -219,9 +237,10 @@ t.test('postgres specifics', async (t) => {
   })
 
   t.test('the one-statement progress and final writes record exactly what progressRows and completionRows say, in every case', async (t) => {
-    // Every (route length, start actor, last recorded step, report) up to 4 actors, with the
-    // envelope's state set directly in SQL: the SQL plan must give progressRows' rows (steps,
-    // percentages to the cent, messages, including folded earlier ones) and the same envelope.
+    // Every (route length, start actor, last recorded step, report, publisher named by the report)
+    // up to 4 actors, with the envelope's state set directly in SQL: the SQL plan must give
+    // progressRows' rows (steps, percentages to the cent, messages, including folded earlier ones)
+    // and the same envelope.
     const store = await makeStore(t, 'postgres', url)
     const c = new pg.Client({ connectionString: url })
     await c.connect()
@@ -233,7 +252,8 @@ t.test('postgres specifics', async (t) => {
       for (let start = 0; start < total; start++)
         for (let prev = -1; prev < 3 * total; prev++)
           for (let idx = 0; idx <= total; idx++)
-            for (const state of states) {
+            for (const state of states)
+            for (let from = -1; from <= idx; from++) {
               const k = cases.length
               // The stored percentage: the natural one for the last step, or (every third case) a higher one to keep.
               const natural = prev < 0 ? 0 : progressPercent(Math.floor(prev / 3), states[prev % 3] as (typeof states)[number], total)
@@ -243,6 +263,7 @@ t.test('postgres specifics', async (t) => {
                 state,
                 ...(k % 2 === 0 ? { message: `m${k}` } : {}),
                 ...(k % 4 < 2 && state !== 'received' ? { earlierMessages: { received: `e${k}` } } : {}),
+                ...(from >= 0 ? { fromIdx: from } : {}),
               }
               cases.push({ id: `plan-${k}-${newId()}`, total, start, prev, pct, report })
             }
@@ -252,7 +273,9 @@ t.test('postgres specifics', async (t) => {
        FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::numeric[]) AS t(id, n, st, ps, pc)`,
       [cases.map((x) => x.id), cases.map((x) => x.total), cases.map((x) => x.start), cases.map((x) => x.prev), cases.map((x) => x.pct)],
     )
-    const results = await Promise.all(cases.map((x) => store.progress(x.id, x.report)))
+    // In chunks: thousands of queries queued at once would wait past the pool's connect timeout.
+    const results: Awaited<ReturnType<typeof store.progress>>[] = []
+    for (let i = 0; i < cases.length; i += 500) results.push(...(await Promise.all(cases.slice(i, i + 500).map((x) => store.progress(x.id, x.report)))))
     const got = await c.query<{ envelope_id: string; current_actor_idx: number; envelope_state: string; pct: number; message: string | null; actor: string | null }>(
       `SELECT envelope_id, current_actor_idx, envelope_state, progress_percent::float8 AS pct, message, actor FROM envelope_updates WHERE envelope_id LIKE 'plan-%' ORDER BY id`,
     )
@@ -265,7 +288,7 @@ t.test('postgres specifics', async (t) => {
     let mismatches = 0
     for (const [i, x] of cases.entries()) {
       const r = x.report
-      const want = withEarlierMessages(progressRows(x.prev, x.pct, x.total, r.currentActorIdx, r.state, r.message, x.start), r.currentActorIdx, r.earlierMessages)
+      const want = withEarlierMessages(progressRows(x.prev, x.pct, x.total, r.currentActorIdx, r.state, r.message, x.start, r.fromIdx), r.currentActorIdx, r.earlierMessages)
       const wantRows = want.map((w) => `${w.idx}:${w.state}@${w.percent}${w.message !== undefined ? `"${w.message}"` : ''}${w.idx < x.total ? `a${w.idx}` : '-'}`)
       const rec = recOf.get(x.id)
       const wantRec = want.length === 0

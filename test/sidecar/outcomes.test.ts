@@ -142,6 +142,7 @@ t.test("rows of the runtime's answer (decide)", async (t) => {
   const empty = decide(delivery(e), e, results(), ctx)
   t.same(empty.kind === 'happy_end' ? JSON.parse(empty.outgoing[0].body.toString()) : undefined, e, 'happy-end gets the original envelope as it is')
   t.same(outputHeaders(delivery(e, 1, { [HEADER.hops]: '3' })), { [HEADER.hops]: '4' }, 'every output counts one hop more')
+  t.same(outputHeaders(delivery(e, 1, { [HEADER.hops]: '3', [HEADER.fromActor]: 'x' }), 'a'), { [HEADER.hops]: '4', [HEADER.fromActor]: 'a' }, 'and names the publishing actor (never the input\'s publisher)')
 })
 
 t.test('publish fails: retried with the confirmed children recorded, the DLQ after the limit; too large → error-end', async (t) => {

@@ -10,7 +10,7 @@ import { Registry } from 'prom-client'
 import { envelope, json, rabbitSuite, rand } from '../support/actor-harness.js'
 import { freePort } from '../support/free-port.js'
 import { SidecarMetrics } from '../../sidecar/metrics.js'
-import { ProgressReporter, progressReport, type ProgressReport } from '../../sidecar/progress-reporter.js'
+import { ProgressReporter, progressReport, publisherIndex, type ProgressReport } from '../../sidecar/progress-reporter.js'
 
 interface Received {
   id: string
@@ -109,6 +109,8 @@ t.test('three actors: received, processing, completed per actor, with the index 
       `actor ${i}: in order`,
     )
     for (const b of own) t.same(b.actors, names, 'the route travels with every report')
+    // The publisher (x-asya-from-actor): none for the first actor (the test published it), else the previous one.
+    t.same(own.map((b) => b.from_actor_idx), i === 0 ? [undefined, undefined, undefined] : [i - 1, i - 1, i - 1], `actor ${i}: reports name the actor that published the envelope`)
     const completed = own[2] as ProgressReport
     t.match(completed.message, names[i] as string, 'message names the actor')
     t.type(completed.duration_ms, 'number', 'completed carries duration_ms')
@@ -218,6 +220,16 @@ t.test('end actors and actors without ASYA_GATEWAY_URL report no progress', asyn
   t.equal(plain.sidecar.progress, undefined)
   const end = await suite.actor({ name: `pe-${rand()}`, handler: 'echo', env: { ASYA_IS_END_ACTOR: 'true', ASYA_GATEWAY_URL: 'http://127.0.0.1:9' } })
   t.equal(end.sidecar.progress, undefined)
+})
+
+t.test('the publisher named in a report: the last position of that actor before the reporter', async (t) => {
+  t.equal(publisherIndex(['a', 'b', 'c'], 2, 'b'), 1)
+  t.equal(publisherIndex(['a', 'b', 'a', 'c'], 3, 'a'), 2, 'an actor named twice: the nearer one')
+  t.equal(publisherIndex(['a', 'b', 'c'], 2, 'a'), 0, 'an envelope-mode handler skipped b')
+  t.equal(publisherIndex(['a', 'b', 'c'], 1, 'c'), undefined, 'not before the reporter: not named')
+  t.equal(publisherIndex(['a', 'b'], 5, 'b'), 1, 'an index past the route')
+  t.same(progressReport({ route: { actors: ['a', 'b'], current: 1 } }, 'received', { from: 'a' }).from_actor_idx, 0)
+  t.notOk('from_actor_idx' in progressReport({ route: { actors: ['a', 'b'], current: 1 } }, 'received', { from: 'zz' }), 'an unknown publisher is left out')
 })
 
 t.test('reporter: 4xx is not retried, 5xx is retried once, order kept across the retry', async (t) => {
