@@ -16,6 +16,7 @@ import { lastActor, resultKey, safeSegment } from '../src/storage/result-keys.js
 import type { TransportHeaders } from '../src/transport/transport.js'
 import type { SidecarConfig } from './config.js'
 import type { SidecarMetrics } from './metrics.js'
+import { GatewayHttp } from './progress-sender.js'
 
 /** Transport header: object key written by an earlier attempt of this delivery. */
 export const END_KEY_HEADER = HEADER.endKey
@@ -83,6 +84,7 @@ export interface EndActorDeps {
 export class EndActor {
   private readonly queue: string
   private readonly prefix: string
+  private http: GatewayHttp | undefined
 
   constructor(private readonly d: EndActorDeps) {
     this.queue = queueName(d.config.actorName)
@@ -120,6 +122,12 @@ export class EndActor {
     return { kind: 'retry', reason: 'report_failed', message: report.message, headers: keyHeaders }
   }
 
+  /** Closes the kept-alive connections to the gateway (drain, after the last message settled). */
+  close(): void {
+    this.http?.close()
+    this.http = undefined
+  }
+
   /** `{prefix}{timestamp}/{actor}/{id}.json` of this envelope, the shape resultKey builds. */
   private isKeyOf(key: string, id: string): boolean {
     if (!key.startsWith(this.prefix) || !key.endsWith(`/${safeSegment(id)}.json`)) return false
@@ -136,14 +144,17 @@ export class EndActor {
     let status: number
     let text = ''
     try {
-      const res = await fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...(this.d.config.gatewayToken !== undefined ? { authorization: `Bearer ${this.d.config.gatewayToken}` } : {}) },
-        body: JSON.stringify(finalReport(env, this.d.kind, key !== undefined && this.d.store ? `s3://${this.d.store.bucket}/${key}` : undefined)),
-        signal: AbortSignal.timeout(this.d.reportTimeoutMs ?? 10_000),
-      })
+      // node:http on a keep-alive agent, not fetch: undici was half of a happy-end sidecar's CPU
+      // under the gateway benchmark (docs/benchmarks.md "Gateway").
+      this.http ??= new GatewayHttp(base, 8)
+      const res = await this.http.post(
+        url,
+        { 'content-type': 'application/json', ...(this.d.config.gatewayToken !== undefined ? { authorization: `Bearer ${this.d.config.gatewayToken}` } : {}) },
+        JSON.stringify(finalReport(env, this.d.kind, key !== undefined && this.d.store ? `s3://${this.d.store.bucket}/${key}` : undefined)),
+        this.d.reportTimeoutMs ?? 10_000,
+      )
       status = res.status
-      text = await res.text().catch(() => '')
+      text = res.text
     } catch (err) {
       metrics.endReportDuration.observe({ queue: this.queue }, Number(process.hrtime.bigint() - t0) / 1e9)
       return this.reportFailed('transient', `POST ${url}: ${errorMessage(err)}`, log)

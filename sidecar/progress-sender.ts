@@ -4,9 +4,9 @@
  * one retry on a network error or a 5xx; a 4xx is an answer, not retried. The queueing policy is
  * the reporter's (progress-reporter.ts).
  *
- * node:http(s) on a keep-alive agent rather than fetch: measured here, a report costs the sidecar
- * ~0.12–0.28 ms of CPU this way and ~0.5–0.95 ms through fetch (undici), and a sidecar sends three
- * per envelope.
+ * node:http(s) on a keep-alive agent rather than fetch ({@link GatewayHttp}, also the end actors'
+ * `/final`): measured here, a report costs the sidecar ~0.12–0.28 ms of CPU this way and
+ * ~0.5–0.95 ms through fetch (undici), and a sidecar sends three per envelope.
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
@@ -40,19 +40,63 @@ export interface ProgressSenderOptions {
   maxSockets: number
 }
 
-export class ProgressSender {
+/**
+ * POSTs to the gateway on a keep-alive agent (node:http or node:https by the URL): one request,
+ * a deadline on the whole exchange, the answer read in full so the connection is reused. Shared by
+ * the progress sender and the end actors' `/final` report.
+ */
+export class GatewayHttp {
   private readonly agent: HttpAgent
   private readonly send: typeof httpRequest
 
-  constructor(private readonly o: ProgressSenderOptions) {
-    const tls = o.base.startsWith('https:')
-    this.agent = tls ? new HttpsAgent({ keepAlive: true, maxSockets: o.maxSockets }) : new HttpAgent({ keepAlive: true, maxSockets: o.maxSockets })
+  constructor(base: string, maxSockets: number) {
+    const tls = base.startsWith('https:')
+    this.agent = tls ? new HttpsAgent({ keepAlive: true, maxSockets }) : new HttpAgent({ keepAlive: true, maxSockets })
     this.send = tls ? httpsRequest : httpRequest
   }
 
   /** Closes the kept-alive connections (drain). */
   close(): void {
     this.agent.destroy()
+  }
+
+  post(url: string, headers: Record<string, string>, body: string, timeoutMs: number): Promise<{ status: number; text: string }> {
+    return new Promise((resolve, reject) => {
+      const options: RequestOptions = { method: 'POST', agent: this.agent, headers: { ...headers, 'content-length': Buffer.byteLength(body) } }
+      let timer: NodeJS.Timeout | undefined
+      const fail = (err: Error): void => {
+        clearTimeout(timer)
+        reject(err)
+      }
+      const req = this.send(url, options, (res: IncomingMessage) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('error', fail)
+        res.on('close', () => {
+          if (!res.complete) fail(new Error('connection closed before the answer was complete'))
+        })
+        res.on('end', () => {
+          clearTimeout(timer)
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') })
+        })
+      })
+      timer = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)
+      req.on('error', fail)
+      req.end(body)
+    })
+  }
+}
+
+export class ProgressSender {
+  private readonly http: GatewayHttp
+
+  constructor(private readonly o: ProgressSenderOptions) {
+    this.http = new GatewayHttp(o.base, o.maxSockets)
+  }
+
+  /** Closes the kept-alive connections (drain). */
+  close(): void {
+    this.http.close()
   }
 
   async one(id: string, body: string): Promise<SendResult> {
@@ -78,7 +122,7 @@ export class ProgressSender {
     let last: SendResult = { verdict: 'failed' }
     for (let attempt = 1; attempt <= 2; attempt++) {
       try {
-        const res = await this.request(url, body)
+        const res = await this.http.post(url, this.o.headers, body, this.o.timeoutMs)
         if (res.status >= 200 && res.status < 300) return { result: { verdict: 'ok', httpStatus: res.status }, ...(wantJson ? { json: parseJson(res.text) } : {}) }
         if (res.status < 500) return { result: { verdict: 'rejected', httpStatus: res.status } }
         last = { verdict: 'failed', httpStatus: res.status, error: `gateway answered ${res.status}` }
@@ -88,33 +132,6 @@ export class ProgressSender {
       if (attempt === 1) await new Promise((r) => setTimeout(r, this.o.retryDelayMs))
     }
     return { result: last }
-  }
-
-  /** One POST with a deadline on the whole exchange; the body is read in full (the connection is reused). */
-  private request(url: string, body: string): Promise<{ status: number; text: string }> {
-    return new Promise((resolve, reject) => {
-      const options: RequestOptions = { method: 'POST', agent: this.agent, headers: { ...this.o.headers, 'content-length': Buffer.byteLength(body) } }
-      let timer: NodeJS.Timeout | undefined
-      const fail = (err: Error): void => {
-        clearTimeout(timer)
-        reject(err)
-      }
-      const req = this.send(url, options, (res: IncomingMessage) => {
-        const chunks: Buffer[] = []
-        res.on('data', (c: Buffer) => chunks.push(c))
-        res.on('error', fail)
-        res.on('close', () => {
-          if (!res.complete) fail(new Error('connection closed before the answer was complete'))
-        })
-        res.on('end', () => {
-          clearTimeout(timer)
-          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') })
-        })
-      })
-      timer = setTimeout(() => req.destroy(new Error(`no answer within ${this.o.timeoutMs} ms`)), this.o.timeoutMs)
-      req.on('error', fail)
-      req.end(body)
-    })
   }
 }
 

@@ -48,6 +48,7 @@ export class Sidecar {
   private readonly window: PrefetchWindow
   /** Progress reports to the gateway: non-end actors with ASYA_GATEWAY_URL (SPEC §10.2). */
   readonly progress: ProgressReporter | undefined
+  private readonly endActor: EndActor | undefined
   private readonly health: HealthServer | undefined
   private readonly tracing: Tracing
   private subscription: Subscription | undefined
@@ -113,14 +114,14 @@ export class Sidecar {
     this.store = o.config.isEndActor && s3.bucket !== undefined ? new S3ObjectStore({ ...s3, bucket: s3.bucket }) : undefined
     const cc = o.config.claimCheck
     this.claims = cc ? new ClaimCheck({ store: new S3ObjectStore({ ...s3, bucket: cc.bucket }), prefix: cc.prefix, thresholdBytes: cc.thresholdBytes }) : undefined
-    const endActor = o.config.isEndActor
+    const endActor = (this.endActor = o.config.isEndActor
       ? new EndActor({
           config: o.config,
           kind: o.config.actorName === o.config.errorEnd ? 'error' : 'happy',
           metrics: this.metrics,
           ...(this.store ? { store: this.store } : {}),
         })
-      : undefined
+      : undefined)
     this.tracing = o.tracing ?? Tracing.start(o.config.tracing, { 'asya.actor': o.config.actorName })
     this.processor = new MessageProcessor({
       tracing: this.tracing,
@@ -239,6 +240,7 @@ export class Sidecar {
     }
     // The last reports (the in-flight message's `completed`) get a short window, never the whole budget.
     await this.progress?.close(Math.min(2000, Math.max(0, this.config.shutdownTimeoutMs - (Date.now() - t0))))
+    this.endActor?.close()
     await this.transport.close().catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'transport close failed'))
     await this.health?.close()
     this.store?.close()
