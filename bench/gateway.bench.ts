@@ -14,7 +14,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { Agent, request } from 'node:http'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -33,6 +33,9 @@ const SEQ_N = 200
 const RABBIT = process.env.ASYA_BENCH_RABBITMQ_URL ?? amqpUrl({ host: '127.0.0.1' })
 const PG_ADMIN = process.env.ASYA_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const HANDLERS = join(root, 'test', 'sidecar', 'handlers')
+/** BENCH_PROF_DIR: the gateway and the sidecars of the through-the-gateway run write V8 CPU profiles there (bench/cpu-profile-summary.ts reads them). */
+const PROF_DIR = process.env.BENCH_PROF_DIR
+const profArgs = (name: string): string[] => (PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`, `--cpu-prof-name=${name}.cpuprofile`] : [])
 const TEXT = 'x'.repeat(900) // ≈ 1 KB envelopes
 const log = (s: string): void => void process.stderr.write(`${s}\n`)
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -53,6 +56,24 @@ const cpuSec = (pid: number | undefined): number => {
   }
 }
 const cpuOf = (pids: Array<number | undefined>): number => pids.reduce<number>((a, p) => a + cpuSec(p), 0)
+/** CPU seconds of every process whose command is `comm` (PostgreSQL's server and backends, the broker). */
+const cpuOfComm = (comm: string): number => {
+  let sum = 0
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8')
+      if (stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) !== comm) continue
+      const f = stat.slice(stat.lastIndexOf(') ') + 2).split(' ')
+      sum += (Number(f[11]) + Number(f[12])) / 100
+    } catch {
+      // gone
+    }
+  }
+  return sum
+}
+/** Shared servers' CPU (PostgreSQL, RabbitMQ), for a window's per-envelope share (other work on the machine counts too). */
+const serversCpu = (): { pg: number; broker: number } => ({ pg: cpuOfComm('postgres'), broker: cpuOfComm('beam.smp') })
 const rssMb = (pid: number | undefined): number => {
   try {
     return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024
@@ -124,10 +145,10 @@ async function startActors(exchange: string, actors: string[], happyEnd: string,
     const rp = new RuntimeProcess({ handler: 'sidecar_handlers.echo', socketDir: dir, pythonPath: [HANDLERS], env: { ASYA_LOG_LEVEL: 'WARNING' } })
     await rp.start()
     runtimes.push(rp)
-    procs.push(spawn(process.execPath, [join(root, 'dist', 'sidecar', 'main.js')], { cwd: root, env: { ...common, ASYA_ACTOR_NAME: a, ASYA_SOCKET_DIR: dir }, stdio: ['ignore', 'ignore', 'inherit'] }))
+    procs.push(spawn(process.execPath, [...(gatewayUrl ? profArgs(`sidecar-${a}`) : []), join(root, 'dist', 'sidecar', 'main.js')], { cwd: root, env: { ...common, ASYA_ACTOR_NAME: a, ASYA_SOCKET_DIR: dir }, stdio: ['ignore', 'ignore', 'inherit'] }))
   }
   if (withEnd) {
-    procs.push(spawn(process.execPath, [join(root, 'dist', 'sidecar', 'main.js')], { cwd: root, env: { ...common, ASYA_ACTOR_NAME: happyEnd, ASYA_IS_END_ACTOR: 'true', ASYA_RUNTIME_ENABLED: 'false' }, stdio: ['ignore', 'ignore', 'inherit'] }))
+    procs.push(spawn(process.execPath, [...profArgs('sidecar-happy-end'), join(root, 'dist', 'sidecar', 'main.js')], { cwd: root, env: { ...common, ASYA_ACTOR_NAME: happyEnd, ASYA_IS_END_ACTOR: 'true', ASYA_RUNTIME_ENABLED: 'false' }, stdio: ['ignore', 'ignore', 'inherit'] }))
   }
   return {
     actors,
@@ -188,8 +209,12 @@ async function main(): Promise<void> {
   }
   await closedLoop(300, WINDOW, (i) => direct(`warm-${i}`))
   const baseCpu0 = cpuOf(base.procs.map((p) => p.pid))
+  const baseSrv0 = serversCpu()
   const baseLoad = await closedLoop(N, WINDOW, (i) => direct(`b-${i}`))
   const baseSidecarMs = ((cpuOf(base.procs.map((p) => p.pid)) - baseCpu0) * 1000) / N
+  const baseSrv1 = serversCpu()
+  const basePgMs = ((baseSrv1.pg - baseSrv0.pg) * 1000) / N
+  const baseBrokerMs = ((baseSrv1.broker - baseSrv0.broker) * 1000) / N
   const baseSeq = (await closedLoop(SEQ_N, 1, (i) => direct(`bs-${i}`))).lat
   await sub.cancel()
   await base.stop()
@@ -203,7 +228,7 @@ async function main(): Promise<void> {
   const dbUrl = Object.assign(new URL(PG_ADMIN), { pathname: `/${dbName}` }).toString()
   const cfgDir = mkdtempSync(join(tmpdir(), 'asya-bgw-cfg-'))
   writeFileSync(join(cfgDir, 'routes.yaml'), `tools:\n  - { name: echo, route: [${actors.join(', ')}], progress: true, timeout: 300, parameters: { text: { type: string, required: true } } }\n`)
-  const gw = spawn(process.execPath, [join(root, 'dist', 'gateway', 'main.js')], {
+  const gw = spawn(process.execPath, [...profArgs('gateway'), join(root, 'dist', 'gateway', 'main.js')], {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', ASYA_GATEWAY_PORT: '0', ASYA_GATEWAY_HOST: '127.0.0.1', ASYA_DATABASE_URL: dbUrl, ASYA_CONFIG_PATH: cfgDir, ASYA_RABBITMQ_URL: RABBIT, ASYA_RABBITMQ_EXCHANGE: exchange, ASYA_LOG_LEVEL: 'info', ASYA_DB_MAX_CONNS: '20' },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -250,9 +275,13 @@ async function main(): Promise<void> {
   const gwCpu0 = cpuSec(gw.pid)
   const scCpu0 = cpuOf(pipe.procs.map((p) => p.pid))
   const clientCpu0 = process.cpuUsage()
+  const gwSrv0 = serversCpu()
   const gwLoad = await closedLoop(N, WINDOW, viaGateway)
   const gwMs = ((cpuSec(gw.pid) - gwCpu0) * 1000) / N
   const scMs = ((cpuOf(pipe.procs.map((p) => p.pid)) - scCpu0) * 1000) / N
+  const gwSrv1 = serversCpu()
+  const gwPgMs = ((gwSrv1.pg - gwSrv0.pg) * 1000) / N
+  const gwBrokerMs = ((gwSrv1.broker - gwSrv0.broker) * 1000) / N
   const cu = process.cpuUsage(clientCpu0)
   const clientMs = (cu.user + cu.system) / 1000 / N
   clearInterval(sampler)
@@ -325,8 +354,9 @@ actors without a gateway URL, fed straight to the first queue, latency to the ha
 Gateway throughput = **${f1(ratio)} %** of the baseline (target ≥ 80 %).
 
 CPU per envelope (ms): gateway process ${f1(gwMs)}; sidecars (3 actors + happy-end) ${f1(scMs)} with progress reports vs
-${f1(baseSidecarMs)} in the baseline (3 actors, no gateway); load generator (calls + SSE clients) ${f1(clientMs)}.
-PostgreSQL backends are not counted (the server is shared).
+${f1(baseSidecarMs)} in the baseline (3 actors, no gateway); load generator (calls + SSE clients) ${f1(clientMs)};
+PostgreSQL (all its processes) ${f1(gwPgMs)} vs ${f1(basePgMs)} in the baseline window; RabbitMQ ${f1(gwBrokerMs)} vs ${f1(baseBrokerMs)}
+(both servers are shared with whatever else runs on the machine: indicative).
 
 **SSE fan-out**: ${STREAMS} concurrent streams of one envelope, ${REPORTS} progress reports 100 ms apart;
 delay from sending a report to each stream receiving it (${many.length} samples). Baseline: the same
