@@ -57,6 +57,9 @@ export class NotStartedError extends Error {
   }
 }
 
+/** Longest a finished call's callers wait for the next call's request to be written. */
+const HAND_OVER_MAX_MS = 20
+
 export class RuntimeGate {
   readonly concurrency: number
   readonly batchSize: number
@@ -64,6 +67,11 @@ export class RuntimeGate {
   private readonly waiting: Waiting[] = []
   private running = 0
   private batchTimer: NodeJS.Timeout | undefined
+  /** Finished calls whose callers are resolved once the next call's request is written (pumpThenHandOver). */
+  private readonly finished: Array<() => void> = []
+  private handOverTimer: NodeJS.Timeout | undefined
+  /** Calls started so far. */
+  private started = 0
   private closed = false
   private recovering: Promise<void> | undefined
   private ready = false
@@ -144,6 +152,7 @@ export class RuntimeGate {
   /** Drain: no call starts any more; queued envelopes reject as not started. */
   close(): void {
     this.closed = true
+    this.handOver()
     if (this.batchTimer) clearTimeout(this.batchTimer)
     this.batchTimer = undefined
     this.shed(0, 'drain')
@@ -202,27 +211,30 @@ export class RuntimeGate {
 
   private startCall(batch: Waiting[]): void {
     this.running++
+    this.started++
     this.onCallStart?.(batch.length)
     for (const w of batch) w.onStart?.()
-    const timeoutMs = this.callTimeoutMs
+    const o = { timeoutMs: this.callTimeoutMs, onSent: () => this.handOver() }
     const t0 = performance.now()
     const run: Promise<(RuntimeResponse | AsyaError)[]> =
-      batch.length === 1
-        ? this.runtime.call((batch[0] as Waiting).body, { timeoutMs }).then((r) => [r])
-        : this.runtime.callBatch(batch.map((w) => w.body), { timeoutMs })
+      batch.length === 1 ? this.runtime.call((batch[0] as Waiting).body, o).then((r) => [r]) : this.runtime.callBatch(batch.map((w) => w.body), o)
     run.then(
       (responses) => {
         this.running--
+        this.handOver()
         this.onCallDone?.(performance.now() - t0, batch.length)
-        responses.forEach((r, i) => {
-          const w = batch[i] as Waiting
-          if (r instanceof Error) w.reject(r)
-          else w.resolve(r)
-        })
-        this.pump()
+        this.finished.push(() =>
+          responses.forEach((r, i) => {
+            const w = batch[i] as Waiting
+            if (r instanceof Error) w.reject(r)
+            else w.resolve(r)
+          }),
+        )
+        this.pumpThenHandOver()
       },
       (err: unknown) => {
         this.running--
+        this.handOver()
         this.onCallDone?.(undefined, batch.length)
         // Before anyone else may call it: a hung runtime is replaced, a lost one awaited.
         if (isAsyaError(err, 'ASYA_ERR_RUNTIME_TIMEOUT')) this.recover('handler timeout', true)
@@ -231,5 +243,31 @@ export class RuntimeGate {
         this.pump()
       },
     )
+  }
+
+  /**
+   * Starts the next call before the finished one's callers run: settling a batch (decide, publish,
+   * ack for every envelope) is a burst of work on this thread, and the new call's request is only
+   * written on a later turn of the event loop (its socket connects asynchronously), so settling
+   * first would leave the runtime idle for the whole burst. The finished responses are handed
+   * over once that request is written (or at once when no call could start).
+   */
+  private pumpThenHandOver(): void {
+    const before = this.started
+    this.pump()
+    if (this.started === before) return this.handOver()
+    // A unix socket connects at once (or fails at once); this only bounds the wait if it did not.
+    this.handOverTimer ??= setTimeout(() => this.handOver(), HAND_OVER_MAX_MS)
+  }
+
+  /** Resolves the callers of every finished call not handed over yet. */
+  private handOver(): void {
+    if (this.handOverTimer) {
+      clearTimeout(this.handOverTimer)
+      this.handOverTimer = undefined
+    }
+    if (this.finished.length === 0) return
+    const done = this.finished.splice(0)
+    for (const f of done) f()
   }
 }

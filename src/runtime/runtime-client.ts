@@ -46,6 +46,8 @@ export interface CallOptions {
   /** Deadline of this call. @default the client's timeoutMs */
   timeoutMs?: number
   signal?: AbortSignal
+  /** Told once the request is written to the socket (connected, header and body handed to the kernel). */
+  onSent?: () => void
 }
 
 const BATCH_OPEN = Buffer.from('{"batch":[')
@@ -120,6 +122,7 @@ export class RuntimeClient {
         sock.write(header)
         sock.write(body)
         sock.uncork()
+        o.onSent?.()
       })
       sock.on('data', (chunk: Buffer) => {
         chunks.push(chunk)
