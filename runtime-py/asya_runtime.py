@@ -571,7 +571,9 @@ def serve_connection(conn, h):
 
 class Server:
     """Serial accept loop for one sync handler at a time (the upstream shape, and the fastest for
-    it); an asyncio server when the handler is async or ASYA_CONCURRENCY > 1."""
+    it); for a sync handler at ASYA_CONCURRENCY > 1 the same loop hands each connection to one of N
+    threads that reads, calls and answers it (one thread per call end to end: no hop through an
+    event loop); an asyncio server when the handler is async."""
 
     def __init__(self, cfg, fn):
         self.cfg = cfg
@@ -581,7 +583,7 @@ class Server:
         self.ready_path = os.path.join(cfg["socket_dir"], READY_NAME)
         self.sock = None
         self.concurrency = cfg.get("concurrency", 1)
-        self.uses_loop = self.handler.is_async or self.concurrency > 1
+        self.uses_loop = self.handler.is_async
         self._stop_event = None
         self._loop = None
 
@@ -621,6 +623,25 @@ class Server:
         if self.uses_loop:
             asyncio.run(self.serve_async())
             return
+        # Sync handlers: N threads, each serving a whole connection; accepted connections beyond N
+        # wait for a free thread. On SIGTERM every accepted connection is still answered.
+        pool = None
+        if self.concurrency > 1:
+            pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="asya-handler")
+        try:
+            self.accept_loop(pool)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+
+    def serve_one(self, conn):
+        with conn:
+            try:
+                serve_connection(conn, self.handler)
+            except Exception as exc:  # a thread of the pool: say so instead of losing it in a future
+                log("ERROR", "serving a connection failed", error=f"{type(exc).__name__}: {exc}")
+
+    def accept_loop(self, pool):
         while not self.stopping:
             try:
                 conn, _ = self.sock.accept()
@@ -633,9 +654,11 @@ class Server:
                     break
                 log("ERROR", "accept failed", error=str(exc))
                 continue
-            with conn:
-                conn.settimeout(None)
-                serve_connection(conn, self.handler)
+            conn.settimeout(None)
+            if pool is None:
+                self.serve_one(conn)
+            else:
+                pool.submit(self.serve_one, conn)
 
     async def serve_async(self):
         loop = asyncio.get_running_loop()
@@ -643,8 +666,7 @@ class Server:
         self._stop_event = asyncio.Event()
         if self.stopping:
             self._stop_event.set()
-        # Sync handlers run in N threads; async handlers run on this loop, N at a time.
-        pool = None if self.handler.is_async else concurrent.futures.ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="asya-handler")
+        # Async handlers run on this loop, N at a time.
         slots = asyncio.Semaphore(self.concurrency)
         tasks = set()
 
@@ -657,10 +679,7 @@ class Server:
                     if data is None:
                         body = await reader.readexactly(length)
                         async with slots:
-                            if pool is None:
-                                data = await run_async(self.handler, body)
-                            else:
-                                data = await loop.run_in_executor(pool, run_sync, self.handler, body)
+                            data = await run_async(self.handler, body)
                 except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
                     log("WARNING", "connection broke while reading a request", error=str(exc))
                     data = encode_response(error_item("connection_error", exc, tb=""))
@@ -685,8 +704,6 @@ class Server:
                 await asyncio.sleep(0)
             while tasks:
                 await asyncio.gather(*list(tasks), return_exceptions=True)
-            if pool is not None:
-                pool.shutdown(wait=True)
             self._loop = None
 
     def shutdown(self):
