@@ -14,7 +14,11 @@
  *   not hang on the broker's confirm latency, but only as far as the queued envelopes can all start
  *   within `fastMs`: slots + slots × fastMs / mean call time, rounded up to a power of two (so the
  *   window changes rarely: one basic.qos per regime change, never per message), capped at `wide`
- *   (ASYA_PREFETCH_WIDE, at least 4 × slots).
+ *   (ASYA_PREFETCH_WIDE, at least 4 × slots). Widening is at once; narrowing between two fast
+ *   regimes has hysteresis (only once the queued envelopes would wait over 1.5 × `fastMs`, in two
+ *   consecutive streaks), because on RabbitMQ every window change starts a new consumer and a mean
+ *   call time wandering around a boundary under load flipped the window 32 ↔ 16 hundreds of times
+ *   per run. The first slow call still restores the base at once (above).
  * - Probation (`probation: true`, every sidecar start): the window is 1 until the broker hands over
  *   a delivery it has never delivered before. After a sidecar death the messages it held come back
  *   first, flagged redelivered; taken one at a time, each is settled before the next is delivered,
@@ -42,6 +46,7 @@ export class PrefetchWindow {
   private current: number
   private streak = 0
   private streakMs = 0
+  private shrinkVotes = 0
   private subscription: Subscription | undefined
   private readonly base: number
   private readonly wide: number
@@ -92,6 +97,7 @@ export class PrefetchWindow {
     if (callMs > this.fastMs) {
       this.streak = 0
       this.streakMs = 0
+      this.shrinkVotes = 0
       this.apply(this.base)
       return
     }
@@ -101,8 +107,24 @@ export class PrefetchWindow {
     const meanMs = Math.max(this.streakMs / this.streak, 0.01)
     this.streak = 0
     this.streakMs = 0
-    const startable = Math.ceil((this.slots * this.fastMs) / meanMs)
-    this.apply(Math.min(this.wide, Math.max(this.base, nextPowerOfTwo(this.slots + startable))))
+    const target = this.sized(meanMs, 1)
+    if (target >= this.current) {
+      this.shrinkVotes = 0
+      this.apply(target)
+      return
+    }
+    // Hysteresis: a mean call time near a power-of-two boundary (under load it wanders by a few
+    // ms) would flip the window on every streak, and each flip is a new consumer at the broker.
+    // Narrow only when even a 1.5× longer wait would not fill the current window, twice running.
+    if (this.sized(meanMs, SHRINK_SLACK) >= this.current || ++this.shrinkVotes < SHRINK_VOTES) return
+    this.shrinkVotes = 0
+    this.apply(target)
+  }
+
+  /** The window whose queued envelopes all start within `slack` × fastMs at this mean call time. */
+  private sized(meanMs: number, slack: number): number {
+    const startable = Math.ceil((this.slots * this.fastMs * slack) / meanMs)
+    return Math.min(this.wide, Math.max(this.base, nextPowerOfTwo(this.slots + startable)))
   }
 
   private apply(n: number): void {
@@ -114,6 +136,11 @@ export class PrefetchWindow {
     if (shrinking && this.shedQueued) this.shedTotal += this.shedQueued(n - this.slots)
   }
 }
+
+/** Narrowing between fast regimes waits until queued envelopes would wait over 1.5 × fastMs ... */
+const SHRINK_SLACK = 1.5
+/** ... in this many consecutive streaks (a slow call still restores the base at once). */
+const SHRINK_VOTES = 2
 
 function nextPowerOfTwo(n: number): number {
   return 2 ** Math.ceil(Math.log2(Math.max(1, n)))

@@ -35,6 +35,29 @@ t.test('fast calls widen only as far as the queued envelopes can start within fa
   t.same(a2, [64, 256], '1 ms calls: 16 + 800 → capped at wide')
 })
 
+t.test('hysteresis: a mean call time wandering near a boundary does not flip the window (each flip is a new consumer)', async (t) => {
+  const kept: number[] = []
+  const w = new PrefetchWindow(2, { wide: 32, fastMs: 50, fastStreak: 2, shed: (keep) => (kept.push(keep), 0) })
+  const applied = attached(w)
+  w.observe(3)
+  w.observe(3)
+  t.same(applied, [32], '3 ms calls: 1 + 17 → 32')
+  for (let i = 0; i < 10; i++) w.observe(i % 4 < 2 ? 3.6 : 3)
+  t.same(applied, [32], '3.6 ms would size 16, but 32 still starts within 1.5 × fastMs: kept')
+  w.observe(10)
+  w.observe(10)
+  t.same(applied, [32], 'one streak of 10 ms calls is not enough to narrow')
+  w.observe(10)
+  w.observe(10)
+  t.same(applied, [32, 8], 'a second one narrows to what starts within fastMs (1 + 5 → 8)')
+  t.same(kept, [7], 'and sheds beyond it, as before')
+  w.observe(1)
+  w.observe(1)
+  t.same(applied, [32, 8, 32], 'widening is at once')
+  w.observe(900)
+  t.same(applied, [32, 8, 32, 2], 'a slow call still restores the base at once')
+})
+
 t.test('the first slow call restores the base and sheds what the smaller window no longer covers', async (t) => {
   const kept: number[] = []
   const w = new PrefetchWindow(2, { wide: 32, fastStreak: 2, shed: (keep) => (kept.push(keep), 5) })
