@@ -18,7 +18,7 @@ import type { Delivery, Transport } from '../src/transport/transport.js'
 import { CLAIM_FIELD, claimRef, isClaimed, withoutClaim, type ClaimCheck } from '../src/storage/claim-check.js'
 import type { SidecarConfig } from './config.js'
 import type { EndActor } from './end-actor.js'
-import type { SidecarMetrics } from './metrics.js'
+import type { HotMetrics, SidecarMetrics } from './metrics.js'
 import { admit, checkRoute, claimFailed, decide, parseDelivery, receivedId, type ClaimFailure, type Outcome, type OutcomeContext, type Received, type RuntimeResult } from './outcomes.js'
 import { NotStartedError, type RuntimeGate } from './runtime-gate.js'
 import { progressReport, type ProgressReporter } from './progress-reporter.js'
@@ -69,11 +69,13 @@ export class MessageProcessor {
   private readonly context: OutcomeContext
   private readonly settler: Settler
   private readonly tracing: Tracing
+  private readonly hot: HotMetrics
 
   constructor(private readonly d: ProcessorDeps) {
     this.tracing = d.tracing ?? Tracing.off()
     this.actor = d.config.actorName
     this.queue = queueName(d.config.actorName)
+    this.hot = d.metrics.hot(this.queue, d.transport.name)
     this.context = outcomeContext(d.config)
     this.settler = new Settler({
       config: d.config,
@@ -89,15 +91,15 @@ export class MessageProcessor {
 
   async handle(delivery: Delivery): Promise<void> {
     const started = process.hrtime.bigint()
-    const { metrics } = this.d
-    metrics.received.inc({ queue: this.queue, transport: this.d.transport.name })
-    metrics.envelopeSize.observe({ direction: 'in' }, delivery.body.length)
-    metrics.active.inc()
+    const hot = this.hot
+    hot.received.inc()
+    hot.envelopeIn.observe(delivery.body.length)
+    hot.active.inc()
     try {
       await this.process(delivery, started)
     } finally {
-      metrics.active.dec()
-      metrics.processingDuration.observe({ queue: this.queue }, Number(process.hrtime.bigint() - started) / 1e9)
+      hot.active.dec()
+      hot.processingDuration.observe(Number(process.hrtime.bigint() - started) / 1e9)
     }
   }
 
@@ -195,12 +197,11 @@ export class MessageProcessor {
       const response = await this.d.gate.call(body, {
         onStart: () => {
           started()
-          const t0 = process.hrtime.bigint()
-          metrics.receiveDuration.observe({ queue: this.queue, transport: this.d.transport.name }, Number(t0 - receivedAt) / 1e9)
+          this.hot.receiveDuration.observe(Number(process.hrtime.bigint() - receivedAt) / 1e9)
           this.d.progress?.report(env.id, progressReport(env, 'processing', { from }))
         },
       })
-      metrics.runtimeDuration.observe({ queue: this.queue }, runtimeSeconds())
+      this.hot.runtimeDuration.observe(runtimeSeconds())
       if (response.kind === 'error') {
         const { error, details } = response.error
         metrics.runtimeErrors.inc({ queue: this.queue, error_type: error })
@@ -213,7 +214,7 @@ export class MessageProcessor {
         metrics.released.inc({ queue: this.queue, reason: err.reason })
         return { kind: 'not_started' }
       }
-      metrics.runtimeDuration.observe({ queue: this.queue }, runtimeSeconds())
+      this.hot.runtimeDuration.observe(runtimeSeconds())
       if (isAsyaError(err, 'ASYA_ERR_RUNTIME_TIMEOUT')) {
         // The gate has already started replacing the hung runtime.
         metrics.runtimeErrors.inc({ queue: this.queue, error_type: 'timeout' })

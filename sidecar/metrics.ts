@@ -3,6 +3,7 @@
  * (default `asya_actor`). docs/metrics.md lists them with their labels.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { BoundBy, BoundCounter, BoundGauge, BoundHistogram } from './hot-metrics.js'
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800]
 const SIZE_BUCKETS = [128, 512, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216]
@@ -42,6 +43,7 @@ export class SidecarMetrics {
   readonly callsInFlight: Gauge
   readonly batchEnvelopes: Histogram
   readonly released: Counter<'queue' | 'reason'>
+  private readonly hotByQueue = new Map<string, HotMetrics>()
 
   constructor(namespace = 'asya_actor', registry = new Registry(), options: { defaultMetrics?: boolean } = {}) {
     this.registry = registry
@@ -182,5 +184,58 @@ export class SidecarMetrics {
       labelNames: ['queue', 'reason'],
       registers,
     })
+  }
+
+  /** The per-message instruments of one actor's queue, label values bound once (hot-metrics.ts). */
+  hot(queue: string, transport: string): HotMetrics {
+    const key = `${queue}\u0000${transport}`
+    let h = this.hotByQueue.get(key)
+    if (h === undefined) {
+      h = new HotMetrics(this, queue, transport)
+      this.hotByQueue.set(key, h)
+    }
+    return h
+  }
+}
+
+/**
+ * What every envelope updates, bound to this actor's label values: the same series as the
+ * SidecarMetrics fields, so the exposition does not change (docs/metrics.md).
+ */
+export class HotMetrics {
+  readonly received: BoundCounter
+  readonly envelopeIn: BoundHistogram
+  readonly envelopeOut: BoundHistogram
+  readonly active: BoundGauge
+  readonly processingDuration: BoundHistogram
+  readonly runtimeDuration: BoundHistogram
+  readonly receiveDuration: BoundHistogram
+  readonly callsInFlight: BoundGauge
+  readonly deliveryWindow: BoundGauge
+  readonly batchEnvelopes: BoundHistogram
+  /** By destination queue. */
+  readonly sendDuration: BoundBy<BoundHistogram>
+  /** By destination queue + NUL + message type. */
+  readonly sent: BoundBy<BoundCounter>
+  /** By status. */
+  readonly processed: BoundBy<BoundCounter>
+
+  constructor(m: SidecarMetrics, queue: string, transport: string) {
+    this.received = new BoundCounter(m.received, { queue, transport })
+    this.envelopeIn = new BoundHistogram(m.envelopeSize, { direction: 'in' })
+    this.envelopeOut = new BoundHistogram(m.envelopeSize, { direction: 'out' })
+    this.active = new BoundGauge(m.active)
+    this.processingDuration = new BoundHistogram(m.processingDuration, { queue })
+    this.runtimeDuration = new BoundHistogram(m.runtimeDuration, { queue })
+    this.receiveDuration = new BoundHistogram(m.receiveDuration, { queue, transport })
+    this.callsInFlight = new BoundGauge(m.callsInFlight)
+    this.deliveryWindow = new BoundGauge(m.deliveryWindow)
+    this.batchEnvelopes = new BoundHistogram(m.batchEnvelopes)
+    this.sendDuration = new BoundBy((destination) => new BoundHistogram(m.sendDuration, { destination_queue: destination, transport }))
+    this.sent = new BoundBy((key) => {
+      const [destination, type] = key.split('\u0000') as [string, string]
+      return new BoundCounter(m.sent, { destination_queue: destination, message_type: type })
+    })
+    this.processed = new BoundBy((status) => new BoundCounter(m.processed, { queue, status }))
   }
 }

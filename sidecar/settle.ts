@@ -17,7 +17,7 @@ import type { ClaimCheck } from '../src/storage/claim-check.js'
 import type { Delivery, Transport } from '../src/transport/transport.js'
 import type { SidecarConfig } from './config.js'
 import type { EndActor, EndOutcome } from './end-actor.js'
-import type { SidecarMetrics } from './metrics.js'
+import type { HotMetrics, SidecarMetrics } from './metrics.js'
 import { endWithError, SpanKind, SpanStatusCode, type Span, type Tracing } from '../src/tracing/tracing.js'
 import { alreadySent, endFinished, outputHeaders, publishFailed, type Outcome, type OutcomeContext, type Outgoing } from './outcomes.js'
 
@@ -57,9 +57,11 @@ const STATUS = { route: 'success', happy_end: 'empty', error_end: 'error' } as c
 
 export class Settler {
   private readonly queue: string
+  private readonly hot: HotMetrics
 
   constructor(private readonly d: SettleDeps) {
     this.queue = queueName(d.config.actorName)
+    this.hot = d.metrics.hot(this.queue, d.transport.name)
   }
 
   async settle(delivery: Delivery, outcome: Outcome, s: SettleScope): Promise<void> {
@@ -106,9 +108,9 @@ export class Settler {
         }
         ps.end()
         const queue = queueName(o.destination)
-        metrics.sendDuration.observe({ destination_queue: queue, transport: transport.name }, Number(process.hrtime.bigint() - t0) / 1e9)
-        metrics.sent.inc({ destination_queue: queue, message_type: o.kind })
-        metrics.envelopeSize.observe({ direction: 'out' }, out.length)
+        this.hot.sendDuration.get(queue).observe(Number(process.hrtime.bigint() - t0) / 1e9)
+        this.hot.sent.get(`${queue}\u0000${o.kind}`).inc()
+        this.hot.envelopeOut.observe(out.length)
         this.d.emit({ type: 'sent', actor: this.d.config.actorName, id: o.id, destination: o.destination, kind: o.kind })
       }),
     )
@@ -116,7 +118,7 @@ export class Settler {
     if (failures.length === 0) {
       await this.ack(delivery, s.log)
       const status = STATUS[outcome.kind]
-      metrics.processed.inc({ queue: this.queue, status })
+      this.hot.processed.get(status).inc()
       if (outcome.kind === 'error_end') metrics.failed.inc({ queue: this.queue, reason: outcome.failure.reason })
       const id = outcome.kind === 'error_end' ? outcome.outgoing[0].id : s.env?.id
       this.d.emit({ type: 'done', actor: this.d.config.actorName, ...(id !== undefined ? { id } : {}), status })
@@ -193,7 +195,7 @@ export class Settler {
     if (next !== 'ack') return this.settle(delivery, next, s)
     await this.ack(delivery, s.log)
     if (s.claimed && this.d.claims && s.env) await this.deleteClaims(s.env.id, s.log)
-    this.d.metrics.processed.inc({ queue: this.queue, status: 'success' })
+    this.hot.processed.get('success').inc()
     if (finished.kind === 'done') s.log.debug({ key: finished.key ?? null, report: finished.report }, 'envelope finished')
     this.d.emit({ type: 'done', actor: this.d.config.actorName, ...(s.id !== undefined ? { id: s.id } : {}), status: 'success' })
   }

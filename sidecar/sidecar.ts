@@ -19,7 +19,7 @@ import { MessageProcessor, type SidecarEvent } from './message-processor.js'
 import { PrefetchWindow } from './prefetch-window.js'
 import { ProgressReporter } from './progress-reporter.js'
 import { Tracing } from '../src/tracing/tracing.js'
-import { SidecarMetrics } from './metrics.js'
+import { SidecarMetrics, type HotMetrics } from './metrics.js'
 import { RuntimeGate } from './runtime-gate.js'
 
 export interface SidecarOptions {
@@ -59,6 +59,7 @@ export class Sidecar {
   private httpAddress: AddressInfo | undefined
   private readonly store: ObjectStore | undefined
   private readonly claims: ClaimCheck | undefined
+  private readonly hot: HotMetrics
 
   constructor(private readonly o: SidecarOptions) {
     this.config = o.config
@@ -67,6 +68,8 @@ export class Sidecar {
     this.metrics = new SidecarMetrics(o.config.metricsNamespace, o.registry ?? new Registry(), { defaultMetrics: o.registry === undefined })
     this.runtime = new RuntimeClient({ socketDir: o.config.socketDir, timeoutMs: o.config.runtimeTimeoutMs })
     const { concurrency, batchSize } = o.config
+    const hot = this.metrics.hot(queueName(o.config.actorName), o.transport.name)
+    this.hot = hot
     this.window = new PrefetchWindow(o.config.prefetch, {
       wide: o.config.prefetchWide,
       slots: concurrency * batchSize,
@@ -86,13 +89,13 @@ export class Sidecar {
         batchSize,
         batchWaitMs: o.config.batchWaitMs,
         onCallStart: (envelopes) => {
-          this.metrics.callsInFlight.set(this.gate.inFlight)
-          this.metrics.batchEnvelopes.observe(envelopes)
+          hot.callsInFlight.set(this.gate.inFlight)
+          hot.batchEnvelopes.observe(envelopes)
         },
         onCallDone: (ms) => {
-          this.metrics.callsInFlight.set(this.gate.inFlight)
+          hot.callsInFlight.set(this.gate.inFlight)
           if (ms !== undefined) this.window.observe(ms)
-          this.metrics.deliveryWindow.set(this.window.size)
+          hot.deliveryWindow.set(this.window.size)
         },
       },
       o.logger,
@@ -196,7 +199,7 @@ export class Sidecar {
 
   private onDelivery(d: Delivery): Promise<void> {
     this.window.delivered(d.redelivered)
-    this.metrics.deliveryWindow.set(this.window.size)
+    this.hot.deliveryWindow.set(this.window.size)
     const handled = this.processor.handle(d)
     const p = handled.catch((err: unknown) => {
       // The processor settles every outcome itself; reaching here means a settlement failed (the
