@@ -11,7 +11,7 @@
  */
 import { errorMessage, errors, isAsyaError } from '../src/errors.js'
 import type { Envelope } from '../src/envelope.js'
-import type { Logger } from '../src/logger.js'
+import { lazyChild, type Logger } from '../src/logger.js'
 import { HEADER, queueName } from '../src/names.js'
 import type { RuntimeClient } from '../src/runtime/runtime-client.js'
 import type { Delivery, Transport } from '../src/transport/transport.js'
@@ -140,7 +140,9 @@ export class MessageProcessor {
     const id = receivedId(received)
     const span = this.startHop(delivery, received.kind === 'envelope' ? received.env : received.kind === 'invalid' ? received.value : undefined)
     // Every later log line carries the envelope id (and the hop's span, so logs and traces join).
-    const log = this.d.logger.child({ envelope_id: id ?? null, attempt: delivery.attempt, ...traceFields(span) })
+    // Created when the first line is logged: most envelopes log nothing.
+    const attempt = delivery.attempt
+    const log = lazyChild(this.d.logger, () => ({ envelope_id: id ?? null, attempt, ...traceFields(span) }))
     this.emit({ type: 'received', actor: this.actor, ...(id !== undefined ? { id } : {}), attempt: delivery.attempt })
     const refused = admit(delivery, received, this.context)
     if (refused !== undefined || received.kind !== 'envelope') {
