@@ -4,9 +4,16 @@
  * server). Every failure is an AsyaError: ASYA_ERR_STORAGE (transient: network, 5xx, throttling,
  * credentials) or ASYA_ERR_STORAGE_NOT_FOUND (the key or bucket does not exist).
  */
-import { DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3'
-import { Upload } from '@aws-sdk/lib-storage'
+import type { S3Client } from '@aws-sdk/client-s3'
 import { AsyaError, errorMessage, errors } from '../errors.js'
+
+/**
+ * The AWS SDK, loaded at the first storage call (a RabbitMQ sidecar that is not an end actor and
+ * has no claim check never loads it: it costs start-up time and ~10 MB of heap).
+ */
+type S3Sdk = typeof import('@aws-sdk/client-s3')
+let sdk: Promise<S3Sdk> | undefined
+const loadSdk = (): Promise<S3Sdk> => (sdk ??= import('@aws-sdk/client-s3'))
 
 /**
  * Bodies above this go up as a multipart upload in parts of this size (S3's minimum part is
@@ -47,11 +54,29 @@ export interface S3ObjectStoreOptions extends Pick<S3Settings, 'endpoint' | 'reg
 
 export class S3ObjectStore implements ObjectStore {
   readonly bucket: string
-  private readonly client: S3Client
+  private client: Promise<{ sdk: S3Sdk; client: S3Client }> | undefined
+  private created: S3Client | undefined
+  private closed = false
 
-  constructor(o: S3ObjectStoreOptions) {
+  constructor(private readonly o: S3ObjectStoreOptions) {
     this.bucket = o.bucket
-    this.client = new S3Client({
+  }
+
+  /** The SDK and this store's client, created at the first call. */
+  private s3(): Promise<{ sdk: S3Sdk; client: S3Client }> {
+    this.client ??= loadSdk().then((m) => {
+      const client = this.newClient(m)
+      // close() before the SDK arrived: no sockets to keep.
+      if (this.closed) client.destroy()
+      else this.created = client
+      return { sdk: m, client }
+    })
+    return this.client
+  }
+
+  private newClient(m: S3Sdk): S3Client {
+    const o = this.o
+    return new m.S3Client({
       region: o.region,
       ...(o.endpoint !== undefined ? { endpoint: o.endpoint } : {}),
       ...(o.credentials ? { credentials: o.credentials } : {}),
@@ -66,10 +91,14 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async put(key: string, body: Buffer, options: PutOptions = {}): Promise<void> {
+    let m: S3Sdk | undefined
     try {
+      const { sdk, client } = await this.s3()
+      m = sdk
       if (body.length > MULTIPART_PART_BYTES) {
+        const { Upload } = await import('@aws-sdk/lib-storage')
         const upload = new Upload({
-          client: this.client,
+          client,
           params: { Bucket: this.bucket, Key: key, Body: body, ContentType: options.contentType ?? 'application/json', ...(options.metadata ? { Metadata: options.metadata } : {}) },
           partSize: MULTIPART_PART_BYTES,
           queueSize: 2,
@@ -79,8 +108,8 @@ export class S3ObjectStore implements ObjectStore {
         await upload.done()
         return
       }
-      await this.client.send(
-        new PutObjectCommand({
+      await client.send(
+        new sdk.PutObjectCommand({
           Bucket: this.bucket,
           Key: key,
           Body: body,
@@ -90,25 +119,31 @@ export class S3ObjectStore implements ObjectStore {
         }),
       )
     } catch (err) {
-      throw storageError('put', this.bucket, key, err)
+      throw storageError(m, 'put', this.bucket, key, err)
     }
   }
 
   async get(key: string): Promise<Buffer> {
+    let m: S3Sdk | undefined
     try {
-      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }))
+      const { sdk, client } = await this.s3()
+      m = sdk
+      const res = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: key }))
       if (!res.Body) throw new errors.ASYA_ERR_STORAGE(`s3://${this.bucket}/${key}: empty response body`)
       return Buffer.from(await res.Body.transformToByteArray())
     } catch (err) {
-      throw storageError('get', this.bucket, key, err)
+      throw storageError(m, 'get', this.bucket, key, err)
     }
   }
 
   async delete(key: string): Promise<void> {
+    let m: S3Sdk | undefined
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }))
+      const { sdk, client } = await this.s3()
+      m = sdk
+      await client.send(new sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: key }))
     } catch (err) {
-      const e = storageError('delete', this.bucket, key, err)
+      const e = storageError(m, 'delete', this.bucket, key, err)
       if (e.code === 'ASYA_ERR_STORAGE_NOT_FOUND' && e.details.missing === 'key') return
       throw e
     }
@@ -117,35 +152,43 @@ export class S3ObjectStore implements ObjectStore {
   async list(prefix: string): Promise<string[]> {
     const keys: string[] = []
     let token: string | undefined
+    let m: S3Sdk | undefined
     try {
+      const { sdk, client } = await this.s3()
+      m = sdk
       do {
-        const res = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }))
+        const res = await client.send(new sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }))
         for (const o of res.Contents ?? []) if (o.Key !== undefined) keys.push(o.Key)
         token = res.IsTruncated ? res.NextContinuationToken : undefined
       } while (token)
     } catch (err) {
-      throw storageError('list', this.bucket, prefix, err)
+      throw storageError(m, 'list', this.bucket, prefix, err)
     }
     return keys
   }
 
   async check(): Promise<void> {
+    let m: S3Sdk | undefined
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }))
+      const { sdk, client } = await this.s3()
+      m = sdk
+      await client.send(new sdk.HeadBucketCommand({ Bucket: this.bucket }))
     } catch (err) {
-      throw storageError('head_bucket', this.bucket, '', err)
+      throw storageError(m, 'head_bucket', this.bucket, '', err)
     }
   }
 
   close(): void {
-    this.client.destroy()
+    this.closed = true
+    this.created?.destroy()
+    this.created = undefined
   }
 }
 
-function storageError(op: string, bucket: string, key: string, err: unknown): AsyaError {
+function storageError(m: S3Sdk | undefined, op: string, bucket: string, key: string, err: unknown): AsyaError {
   if (err instanceof AsyaError) return err
   const where = `s3://${bucket}/${key}`
-  if (err instanceof S3ServiceException) {
+  if (m !== undefined && err instanceof m.S3ServiceException) {
     const status = err.$metadata.httpStatusCode
     const name = err.name
     if (name === 'NoSuchBucket' || (op === 'head_bucket' && status === 404)) {
