@@ -113,8 +113,11 @@ export function routeResults(input: Envelope, results: unknown[], happyEnd: stri
   for (const [i, r] of results.entries()) {
     if (!isPlainObject(r)) return `result ${i} is not an object`
     const env: Record<string, unknown> = {}
-    for (const [k, v] of Object.entries(input)) env[k] = v
-    for (const [k, v] of Object.entries(r)) if (v !== undefined) env[k] = v
+    for (const k of Object.keys(input)) env[k] = input[k]
+    for (const k of Object.keys(r)) {
+      const v = r[k]
+      if (v !== undefined) env[k] = v
+    }
     if (r.headers === undefined || r.headers === null) {
       if (input.headers !== undefined) env.headers = input.headers
       else delete env.headers

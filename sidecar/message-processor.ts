@@ -82,7 +82,7 @@ export class MessageProcessor {
       context: this.context,
       transport: d.transport,
       metrics: d.metrics,
-      emit: (e) => this.emit(e),
+      ...(d.onEvent ? { emit: (e: SidecarEvent) => this.emit(e) } : {}),
       tracing: this.tracing,
       ...(d.endActor ? { endActor: d.endActor } : {}),
       ...(d.claims ? { claims: d.claims } : {}),
@@ -90,7 +90,7 @@ export class MessageProcessor {
   }
 
   async handle(delivery: Delivery): Promise<void> {
-    const started = process.hrtime.bigint()
+    const started = performance.now()
     const hot = this.hot
     hot.received.inc()
     hot.envelopeIn.observe(delivery.body.length)
@@ -99,11 +99,11 @@ export class MessageProcessor {
       await this.process(delivery, started)
     } finally {
       hot.active.dec()
-      hot.processingDuration.observe(Number(process.hrtime.bigint() - started) / 1e9)
+      hot.processingDuration.observe((performance.now() - started) / 1e3)
     }
   }
 
-  private async process(delivery: Delivery, receivedAt: bigint): Promise<void> {
+  private async process(delivery: Delivery, receivedAt: number): Promise<void> {
     const receipt = await this.receive(delivery)
     const span = receipt.scope.span
     try {
@@ -116,7 +116,7 @@ export class MessageProcessor {
     span.end()
   }
 
-  private async run(delivery: Delivery, receipt: Receipt, receivedAt: bigint): Promise<void> {
+  private async run(delivery: Delivery, receipt: Receipt, receivedAt: number): Promise<void> {
     if ('outcome' in receipt) return this.settler.settle(delivery, receipt.outcome, receipt.scope)
     const { env, body, scope } = receipt
     const { config } = this.d
@@ -126,7 +126,7 @@ export class MessageProcessor {
     const from = delivery.headers[HEADER.fromActor]
     const result = await this.callRuntime(body, env, receivedAt, scope, from)
     if (result.kind === 'response' && result.response.kind === 'results') {
-      const durationMs = Number(process.hrtime.bigint() - receivedAt) / 1e6
+      const durationMs = performance.now() - receivedAt
       this.d.progress?.report(env.id, progressReport(env, 'completed', { durationMs, sizeBytes: delivery.body.length, from }))
     }
     return this.settler.settle(delivery, decide(delivery, env, result, this.context), scope)
@@ -143,7 +143,7 @@ export class MessageProcessor {
     // Created when the first line is logged: most envelopes log nothing.
     const attempt = delivery.attempt
     const log = lazyChild(this.d.logger, () => ({ envelope_id: id ?? null, attempt, ...traceFields(span) }))
-    this.emit({ type: 'received', actor: this.actor, ...(id !== undefined ? { id } : {}), attempt: delivery.attempt })
+    if (this.d.onEvent) this.emit({ type: 'received', actor: this.actor, ...(id !== undefined ? { id } : {}), attempt })
     const refused = admit(delivery, received, this.context)
     if (refused !== undefined || received.kind !== 'envelope') {
       // admit refuses every body that is not a valid envelope.
@@ -172,16 +172,16 @@ export class MessageProcessor {
    * One envelope through the runtime gate: up to ASYA_CONCURRENCY in flight, in arrival order,
    * batched when ASYA_BATCH_SIZE > 1; the publish + ack of earlier messages overlap with it.
    */
-  private async callRuntime(input: Buffer, env: Envelope, receivedAt: bigint, scope: SettleScope, from: string | undefined): Promise<RuntimeResult> {
+  private async callRuntime(input: Buffer, env: Envelope, receivedAt: number, scope: SettleScope, from: string | undefined): Promise<RuntimeResult> {
     const { metrics } = this.d
     const log = scope.log
-    let t0 = process.hrtime.bigint()
-    const runtimeSeconds = (): number => Number(process.hrtime.bigint() - t0) / 1e9
-    const rs = this.tracing.startSpan('runtime call', scope.span, { kind: SpanKind.CLIENT, attributes: { 'asya.actor': this.actor } })
+    let t0 = performance.now()
+    const runtimeSeconds = (): number => (performance.now() - t0) / 1e3
+    const rs = this.tracing.enabled ? this.tracing.startSpan('runtime call', scope.span, { kind: SpanKind.CLIENT, attributes: { 'asya.actor': this.actor } }) : NOOP_SPAN
     // The handler sees the runtime call's trace context (asya_runtime.current_trace()).
     const body = rs.isRecording() ? Buffer.from(JSON.stringify({ ...env, headers: this.tracing.inject(rs, env.headers ?? {}) })) : input
     const result = await this.gateCall(body, env, receivedAt, from, log, () => {
-      t0 = process.hrtime.bigint()
+      t0 = performance.now()
       rs.addEvent('runtime started')
     }, runtimeSeconds)
     if (rs.isRecording()) {
@@ -193,13 +193,13 @@ export class MessageProcessor {
     return result
   }
 
-  private async gateCall(body: Buffer, env: Envelope, receivedAt: bigint, from: string | undefined, log: Logger, started: () => void, runtimeSeconds: () => number): Promise<RuntimeResult> {
+  private async gateCall(body: Buffer, env: Envelope, receivedAt: number, from: string | undefined, log: Logger, started: () => void, runtimeSeconds: () => number): Promise<RuntimeResult> {
     const { metrics } = this.d
     try {
       const response = await this.d.gate.call(body, {
         onStart: () => {
           started()
-          this.hot.receiveDuration.observe(Number(process.hrtime.bigint() - receivedAt) / 1e9)
+          this.hot.receiveDuration.observe((performance.now() - receivedAt) / 1e3)
           this.d.progress?.report(env.id, progressReport(env, 'processing', { from }))
         },
       })

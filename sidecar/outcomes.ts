@@ -231,9 +231,13 @@ export function outputHeaders(d: DeliveryFacts, actor?: string): TransportHeader
   return { [HEADER.hops]: String(hopsOf(d) + 1), ...(actor !== undefined ? { [HEADER.fromActor]: actor } : {}) }
 }
 
+const NONE_SENT: ReadonlySet<number> = new Set()
+
 /** Fan-out children confirmed by an earlier attempt (not published again). */
-export function alreadySent(d: DeliveryFacts): Set<number> {
-  return new Set((d.headers[HEADER.sent] ?? '').split(',').filter((s) => s !== '').map(Number))
+export function alreadySent(d: DeliveryFacts): ReadonlySet<number> {
+  const sent = d.headers[HEADER.sent]
+  if (sent === undefined || sent === '') return NONE_SENT
+  return new Set(sent.split(',').filter((s) => s !== '').map(Number))
 }
 
 /**

@@ -14,11 +14,11 @@ import type { Logger } from '../src/logger.js'
 import { HEADER, queueName } from '../src/names.js'
 import { backoffDelay } from '../src/backoff.js'
 import type { ClaimCheck } from '../src/storage/claim-check.js'
-import type { Delivery, Transport } from '../src/transport/transport.js'
+import type { Delivery, Transport, TransportHeaders } from '../src/transport/transport.js'
 import type { SidecarConfig } from './config.js'
 import type { EndActor, EndOutcome } from './end-actor.js'
 import type { HotMetrics, SidecarMetrics } from './metrics.js'
-import { endWithError, SpanKind, SpanStatusCode, type Span, type Tracing } from '../src/tracing/tracing.js'
+import { endWithError, NOOP_SPAN, SpanKind, SpanStatusCode, type Span, type Tracing } from '../src/tracing/tracing.js'
 import { alreadySent, endFinished, outputHeaders, publishFailed, type Outcome, type OutcomeContext, type Outgoing } from './outcomes.js'
 
 /** Observable steps, for the demo and tests (logs carry the same facts). */
@@ -34,7 +34,8 @@ export interface SettleDeps {
   context: OutcomeContext
   transport: Transport
   metrics: SidecarMetrics
-  emit: (e: SidecarEvent) => void
+  /** Observers of the steps; absent: no event objects are made at all. */
+  emit?: (e: SidecarEvent) => void
   endActor?: EndActor
   claims?: ClaimCheck
   tracing: Tracing
@@ -54,6 +55,8 @@ export interface SettleScope {
 }
 
 const STATUS = { route: 'success', happy_end: 'empty', error_end: 'error' } as const
+/** publishAndAck's results for one output that was confirmed (shared: never mutated). */
+const ONE_PUBLISHED: PromiseSettledResult<void>[] = [{ status: 'fulfilled', value: undefined }]
 
 export class Settler {
   private readonly queue: string
@@ -84,44 +87,35 @@ export class Settler {
 
   /** Publishes every output (skipping fan-out children confirmed before a retry), then acks. */
   private async publishAndAck(delivery: Delivery, outcome: Extract<Outcome, { outgoing: Outgoing[] }>, s: SettleScope): Promise<void> {
-    const { metrics, transport } = this.d
+    const { metrics } = this.d
     if (outcome.kind === 'error_end') s.log.warn({ reason: outcome.failure.reason, err: outcome.failure.message }, 'envelope goes to error-end')
     const sentBefore = alreadySent(delivery)
     const tracing = s.span.isRecording()
     const inject = this.d.tracing.needsInject(s.span, s.env?.headers)
     const base = outputHeaders(delivery, this.d.config.actorName)
     const headers = tracing ? { ...base, [HEADER.sentAt]: String(Date.now()) } : base
-    const results = await Promise.allSettled(
-      outcome.outgoing.map(async (o, i) => {
-        if (sentBefore.has(i)) return
-        const ps = this.d.tracing.startSpan(`publish ${o.destination}`, s.span, {
-          kind: SpanKind.PRODUCER,
-          attributes: { 'messaging.system': transport.name, 'messaging.operation.type': 'send', 'messaging.destination.name': queueName(o.destination), 'messaging.message.id': o.id, 'asya.output': o.kind },
-        })
-        const out = await this.offload(inject ? this.withTrace(o.body, s.span) : o.body)
-        const t0 = process.hrtime.bigint()
-        try {
-          await transport.publish(o.destination, out, { headers })
-        } catch (err) {
-          if (tracing) endWithError(ps, 'publish_failed', errorMessage(err))
-          throw err
-        }
-        ps.end()
-        const queue = queueName(o.destination)
-        this.hot.sendDuration.get(queue).observe(Number(process.hrtime.bigint() - t0) / 1e9)
-        this.hot.sent.get(`${queue}\u0000${o.kind}`).inc()
-        this.hot.envelopeOut.observe(out.length)
-        this.d.emit({ type: 'sent', actor: this.d.config.actorName, id: o.id, destination: o.destination, kind: o.kind })
-      }),
-    )
+    const outgoing = outcome.outgoing
+    // One output (every routed hop without fan-out): no per-output array and closure.
+    let results: PromiseSettledResult<void>[]
+    if (outgoing.length === 1) {
+      try {
+        await this.publishOne(outgoing[0] as Outgoing, 0, sentBefore, s, headers, tracing, inject)
+        results = ONE_PUBLISHED
+      } catch (reason) {
+        results = [{ status: 'rejected', reason }]
+      }
+    } else {
+      results = await Promise.allSettled(outgoing.map((o, i) => this.publishOne(o, i, sentBefore, s, headers, tracing, inject)))
+    }
+    if (results === ONE_PUBLISHED) {
+      await this.ack(delivery, s.log)
+      this.acked(outcome, s)
+      return
+    }
     const failures = results.flatMap((r, i) => (r.status === 'rejected' ? [{ i, err: r.reason as unknown }] : []))
     if (failures.length === 0) {
       await this.ack(delivery, s.log)
-      const status = STATUS[outcome.kind]
-      this.hot.processed.get(status).inc()
-      if (outcome.kind === 'error_end') metrics.failed.inc({ queue: this.queue, reason: outcome.failure.reason })
-      const id = outcome.kind === 'error_end' ? outcome.outgoing[0].id : s.env?.id
-      this.d.emit({ type: 'done', actor: this.d.config.actorName, ...(id !== undefined ? { id } : {}), status })
+      this.acked(outcome, s)
       return
     }
     const first = failures[0]?.err
@@ -130,6 +124,43 @@ export class Settler {
     metrics.failed.inc({ queue: this.queue, reason: 'publish_failed' })
     const next = publishFailed(delivery, s.env, outcome, sent, errorMessage(first), isAsyaError(first, 'ASYA_ERR_PAYLOAD_TOO_LARGE'), this.d.context)
     return this.settle(delivery, next, s)
+  }
+
+  /** One output: offloaded when large, published, confirmed (skipped when an earlier attempt had it confirmed). */
+  private async publishOne(o: Outgoing, i: number, sentBefore: ReadonlySet<number>, s: SettleScope, headers: TransportHeaders, tracing: boolean, inject: boolean): Promise<void> {
+    if (sentBefore.has(i)) return
+    const transport = this.d.transport
+    const ps = tracing
+      ? this.d.tracing.startSpan(`publish ${o.destination}`, s.span, {
+          kind: SpanKind.PRODUCER,
+          attributes: { 'messaging.system': transport.name, 'messaging.operation.type': 'send', 'messaging.destination.name': queueName(o.destination), 'messaging.message.id': o.id, 'asya.output': o.kind },
+        })
+      : NOOP_SPAN
+    const out = await this.offload(inject ? this.withTrace(o.body, s.span) : o.body)
+    const t0 = performance.now()
+    try {
+      await transport.publish(o.destination, out, { headers })
+    } catch (err) {
+      if (tracing) endWithError(ps, 'publish_failed', errorMessage(err))
+      throw err
+    }
+    ps.end()
+    const queue = queueName(o.destination)
+    this.hot.sendDuration.get(queue).observe((performance.now() - t0) / 1e3)
+    this.hot.sent.get(`${queue}\u0000${o.kind}`).inc()
+    this.hot.envelopeOut.observe(out.length)
+    this.d.emit?.({ type: 'sent', actor: this.d.config.actorName, id: o.id, destination: o.destination, kind: o.kind })
+  }
+
+  /** Every output confirmed and the input acked. */
+  private acked(outcome: Extract<Outcome, { outgoing: Outgoing[] }>, s: SettleScope): void {
+    const status = STATUS[outcome.kind]
+    this.hot.processed.get(status).inc()
+    if (outcome.kind === 'error_end') this.d.metrics.failed.inc({ queue: this.queue, reason: outcome.failure.reason })
+    if (this.d.emit) {
+      const id = outcome.kind === 'error_end' ? outcome.outgoing[0].id : s.env?.id
+      this.d.emit({ type: 'done', actor: this.d.config.actorName, ...(id !== undefined ? { id } : {}), status })
+    }
   }
 
   private async retry(delivery: Delivery, outcome: Extract<Outcome, { kind: 'retry' }>, s: SettleScope): Promise<void> {
@@ -146,7 +177,7 @@ export class Settler {
     metrics.retries.inc({ queue: this.queue, reason })
     metrics.processed.inc({ queue: this.queue, status: 'retry' })
     s.log.info({ reason, delay_ms: delayMs }, 'retry scheduled')
-    this.d.emit({ type: 'retry', actor: config.actorName, ...(s.id !== undefined ? { id: s.id } : {}), reason, delayMs, attempt: delivery.attempt })
+    this.d.emit?.({ type: 'retry', actor: config.actorName, ...(s.id !== undefined ? { id: s.id } : {}), reason, delayMs, attempt: delivery.attempt })
   }
 
   private async deadLetter(delivery: Delivery, outcome: Extract<Outcome, { kind: 'dead_letter' }>, s: SettleScope): Promise<void> {
@@ -162,7 +193,7 @@ export class Settler {
     metrics.failed.inc({ queue: this.queue, reason })
     metrics.processed.inc({ queue: this.queue, status: 'dead_lettered' })
     s.log.error({ reason, err: message }, 'message dead-lettered')
-    this.d.emit({ type: 'dead_letter', actor: this.d.config.actorName, ...(s.id !== undefined ? { id: s.id } : {}), reason })
+    this.d.emit?.({ type: 'dead_letter', actor: this.d.config.actorName, ...(s.id !== undefined ? { id: s.id } : {}), reason })
   }
 
   private async release(delivery: Delivery, s: SettleScope): Promise<void> {
@@ -172,7 +203,7 @@ export class Settler {
       s.log.warn({ err: errorMessage(err) }, 'release failed; the message goes back to the broker')
       throw err
     }
-    this.d.emit({ type: 'done', actor: this.d.config.actorName, ...(s.id !== undefined ? { id: s.id } : {}), status: 'released' })
+    this.d.emit?.({ type: 'done', actor: this.d.config.actorName, ...(s.id !== undefined ? { id: s.id } : {}), status: 'released' })
   }
 
   private async ack(delivery: Delivery, log: Logger): Promise<void> {
@@ -197,7 +228,7 @@ export class Settler {
     if (s.claimed && this.d.claims && s.env) await this.deleteClaims(s.env.id, s.log)
     this.hot.processed.get('success').inc()
     if (finished.kind === 'done') s.log.debug({ key: finished.key ?? null, report: finished.report }, 'envelope finished')
-    this.d.emit({ type: 'done', actor: this.d.config.actorName, ...(s.id !== undefined ? { id: s.id } : {}), status: 'success' })
+    this.d.emit?.({ type: 'done', actor: this.d.config.actorName, ...(s.id !== undefined ? { id: s.id } : {}), status: 'success' })
   }
 
   /** After the ack (never before: a redelivery must still find its payload); lifecycle rules catch what fails. */
