@@ -9,7 +9,9 @@
  *   "one running, one waiting"); with less, calls that end together would idle their slots for a
  *   broker round trip each time. At the first slow call after a fast run, the queued envelopes
  *   beyond that are shed: released to the broker, not counted as an attempt, so a mix of fast and
- *   slow calls cannot leave a pile of slow GPU tasks waiting in one pod while others idle.
+ *   slow calls cannot leave a pile of slow GPU tasks waiting in one pod while others idle. A lone
+ *   call of at most 4 × `fastMs` amid fast ones is taken for a hiccup (the host descheduled the
+ *   runtime), not slow work: only a second one in a row, or any slower call, restores the base.
  * - Fast calls (a run of `fastStreak` at or under `fastMs`): the window widens so throughput does
  *   not hang on the broker's confirm latency, but only as far as the queued envelopes can all start
  *   within `fastMs`: slots + slots × fastMs / mean call time, rounded up to a power of two (so the
@@ -47,6 +49,7 @@ export class PrefetchWindow {
   private streak = 0
   private streakMs = 0
   private shrinkVotes = 0
+  private lastSlow = false
   private subscription: Subscription | undefined
   private readonly base: number
   private readonly wide: number
@@ -98,9 +101,15 @@ export class PrefetchWindow {
       this.streak = 0
       this.streakMs = 0
       this.shrinkVotes = 0
-      this.apply(this.base)
+      // One call of up to HICCUP × fastMs amid fast ones is a hiccup (a busy host descheduled the
+      // runtime for a moment), not slow work: it does not count as fast, but only a second slow call
+      // in a row, or one slower than that, restores the base and sheds.
+      const hiccup = callMs <= HICCUP * this.fastMs && !this.lastSlow
+      this.lastSlow = true
+      if (!hiccup) this.apply(this.base)
       return
     }
+    this.lastSlow = false
     this.streak++
     this.streakMs += callMs
     if (this.streak < this.fastStreak) return
@@ -137,6 +146,8 @@ export class PrefetchWindow {
   }
 }
 
+/** A lone call up to this many × fastMs does not end a fast regime (see observe). */
+const HICCUP = 4
 /** Narrowing between fast regimes waits until queued envelopes would wait over 1.5 × fastMs ... */
 const SHRINK_SLACK = 1.5
 /** ... in this many consecutive streaks (a slow call still restores the base at once). */

@@ -54,8 +54,17 @@ t.test('hysteresis: a mean call time wandering near a boundary does not flip the
   w.observe(1)
   w.observe(1)
   t.same(applied, [32, 8, 32], 'widening is at once')
+  w.observe(120)
+  w.observe(1)
+  t.same(applied, [32, 8, 32], 'one call of 120 ms amid fast ones is a hiccup (a busy host), not slow work')
+  w.observe(120)
+  w.observe(120)
+  t.same(applied, [32, 8, 32, 2], 'two slow calls in a row restore the base')
+  w.observe(1)
+  w.observe(1)
+  t.same(applied, [32, 8, 32, 2, 32])
   w.observe(900)
-  t.same(applied, [32, 8, 32, 2], 'a slow call still restores the base at once')
+  t.same(applied, [32, 8, 32, 2, 32, 2], 'a call over 4 × fastMs restores the base at once')
 })
 
 t.test('the first slow call restores the base and sheds what the smaller window no longer covers', async (t) => {
