@@ -17,7 +17,7 @@
  *   within `fastMs`: slots + slots × fastMs / mean call time, rounded up to a power of two (so the
  *   window changes rarely: one basic.qos per regime change, never per message), capped at `wide`
  *   (ASYA_PREFETCH_WIDE, at least 4 × slots). Widening is at once; narrowing between two fast
- *   regimes has hysteresis (only once the queued envelopes would wait over 1.5 × `fastMs`, in two
+ *   regimes has hysteresis (only once the queued envelopes would wait over 2 × `fastMs`, in three
  *   consecutive streaks), because on RabbitMQ every window change starts a new consumer and a mean
  *   call time wandering around a boundary under load flipped the window 32 ↔ 16 hundreds of times
  *   per run. The first slow call still restores the base at once (above).
@@ -124,8 +124,12 @@ export class PrefetchWindow {
     }
     // Hysteresis: a mean call time near a power-of-two boundary (under load it wanders by a few
     // ms) would flip the window on every streak, and each flip is a new consumer at the broker.
-    // Narrow only when even a 1.5× longer wait would not fill the current window, twice running.
-    if (this.sized(meanMs, SHRINK_SLACK) >= this.current || ++this.shrinkVotes < SHRINK_VOTES) return
+    // Narrow only when even a 2× longer wait would not fill the current window, 3 streaks running.
+    if (this.sized(meanMs, SHRINK_SLACK) >= this.current) {
+      this.shrinkVotes = 0
+      return
+    }
+    if (++this.shrinkVotes < SHRINK_VOTES) return
     this.shrinkVotes = 0
     this.apply(target)
   }
@@ -148,10 +152,10 @@ export class PrefetchWindow {
 
 /** A lone call up to this many × fastMs does not end a fast regime (see observe). */
 const HICCUP = 4
-/** Narrowing between fast regimes waits until queued envelopes would wait over 1.5 × fastMs ... */
-const SHRINK_SLACK = 1.5
+/** Narrowing between fast regimes waits until queued envelopes would wait over 2 × fastMs ... */
+const SHRINK_SLACK = 2
 /** ... in this many consecutive streaks (a slow call still restores the base at once). */
-const SHRINK_VOTES = 2
+const SHRINK_VOTES = 3
 
 function nextPowerOfTwo(n: number): number {
   return 2 ** Math.ceil(Math.log2(Math.max(1, n)))
