@@ -16,6 +16,7 @@ import { Counter as PromCounter } from 'prom-client'
 import { errorMessage, errors } from '../src/errors.js'
 import type { Logger } from '../src/logger.js'
 import { generateCerts } from './certs.js'
+import { SingleFlight } from '../src/single-flight.js'
 
 export interface SelfManagedCaOptions {
   kubeConfig: KubeConfig
@@ -48,7 +49,7 @@ export class SelfManagedCa {
   private servingValidTo = 0
   private servingValidFrom = 0
   private timer: NodeJS.Timeout | undefined
-  private running: Promise<void> | undefined
+  private readonly running = new SingleFlight(() => this.pass())
   private readonly core: CoreV1Api
   private readonly admission: AdmissionregistrationV1Api
   private readonly syncs: Counter<'step' | 'result'>
@@ -80,10 +81,7 @@ export class SelfManagedCa {
 
   /** Ensures CA, serving cert and caBundle; concurrent calls share one pass. */
   sync(): Promise<void> {
-    this.running ??= this.pass().finally(() => {
-      this.running = undefined
-    })
-    return this.running
+    return this.running.run()
   }
 
   private async pass(): Promise<void> {

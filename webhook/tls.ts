@@ -11,6 +11,7 @@ import { dirname } from 'node:path'
 import { createSecureContext, type SecureContextOptions } from 'node:tls'
 import { errorMessage, errors } from '../src/errors.js'
 import type { Logger } from '../src/logger.js'
+import { SingleFlight } from '../src/single-flight.js'
 
 export const TLS_MIN_VERSION = 'TLSv1.2' as const
 
@@ -67,7 +68,7 @@ export class CertWatcher {
   private watchers: FSWatcher[] = []
   private timer: NodeJS.Timeout | undefined
   private debounce: NodeJS.Timeout | undefined
-  private checking: Promise<void> | undefined
+  private readonly checking = new SingleFlight(() => this.doCheck())
   private closed = false
 
   constructor(private readonly o: CertWatcherOptions) {}
@@ -102,10 +103,7 @@ export class CertWatcher {
 
   /** Re-reads the files now (also used by tests and by the self-managed CA). */
   check(): Promise<void> {
-    this.checking ??= this.doCheck().finally(() => {
-      this.checking = undefined
-    })
-    return this.checking
+    return this.checking.run()
   }
 
   private async doCheck(): Promise<void> {

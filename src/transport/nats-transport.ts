@@ -63,6 +63,7 @@ import {
   type Transport,
   type TransportHeaders,
 } from './transport.js'
+import { SingleFlight } from '../single-flight.js'
 
 /** How long a note outlives a message that is never settled (e.g. its consumer was deleted). */
 const NOTE_TTL_MS = 7 * 24 * 3600_000
@@ -288,7 +289,7 @@ export class NatsTransport implements Transport {
   private streamChecked: Promise<void> | undefined
   private connected = false
   private closed = false
-  private connecting: Promise<void> | undefined
+  private readonly connecting = new SingleFlight(() => this.connectLoop())
   private readonly closeController = new AbortController()
   private readonly pulls = new Set<Pull>()
   private readonly unsettled = new Set<Unsettled>()
@@ -316,12 +317,7 @@ export class NatsTransport implements Transport {
   connect(): Promise<void> {
     if (this.closed) return Promise.reject(new errors.ASYA_ERR_TRANSPORT_CLOSED('NATS transport'))
     if (this.connected) return Promise.resolve()
-    if (!this.connecting) {
-      this.connecting = this.connectLoop().finally(() => {
-        this.connecting = undefined
-      })
-    }
-    return this.connecting
+    return this.connecting.run()
   }
 
   private connectionOptions(): NodeConnectionOptions {

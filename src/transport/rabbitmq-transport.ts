@@ -23,6 +23,7 @@ import {
   type TransportHeaders,
 } from './transport.js'
 import { DEFAULT_QUEUE_TOPOLOGY, declareActorQueues, declareExchange, declareRetryQueue, retryTierMs, type QueueMismatch, type QueueTopology } from './rabbitmq-topology.js'
+import { SingleFlight } from '../single-flight.js'
 
 export interface RabbitMqConnectionParts {
   host: string
@@ -113,7 +114,7 @@ export class RabbitMqTransport implements Transport {
   private topologyChannel: Channel | undefined
   private connected = false
   private closed = false
-  private connecting: Promise<void> | undefined
+  private readonly connecting = new SingleFlight(() => this.connectLoop())
   private readonly closeController = new AbortController()
   private connectedWaiters: Array<() => void> = []
   private readonly owned = new Map<string, boolean>() // actor -> with DLQ
@@ -148,12 +149,7 @@ export class RabbitMqTransport implements Transport {
   connect(): Promise<void> {
     if (this.closed) return Promise.reject(new errors.ASYA_ERR_TRANSPORT_CLOSED('RabbitMQ transport'))
     if (this.connected) return Promise.resolve()
-    if (!this.connecting) {
-      this.connecting = this.connectLoop().finally(() => {
-        this.connecting = undefined
-      })
-    }
-    return this.connecting
+    return this.connecting.run()
   }
 
   private async connectLoop(): Promise<void> {
